@@ -1,0 +1,82 @@
+"""`dashboard-assets`: the operator's command line."""
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+
+import psycopg
+
+from dashboard_assets import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dashboard-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate_cmd = commands.add_parser("migrate", help="apply the project's schema objects (idempotent)")
+    migrate_cmd.add_argument("--with-source-schema", action="store_true", help="also create the source tables")
+
+    generate_cmd = commands.add_parser("generate", help="load deterministic synthetic source data")
+    generate_cmd.add_argument("--orgs", type=_positive_int, required=True)
+    generate_cmd.add_argument("--days", type=_positive_int, required=True)
+    generate_cmd.add_argument("--seed", type=int, default=42)
+    generate_cmd.add_argument("--scale", type=float, default=1.0, help="multiplies the per-day volumes")
+    generate_cmd.add_argument("--end-date", type=dt.date.fromisoformat, help="last day of history (default today)")
+
+    demo_cmd = commands.add_parser("demo", help="the whole local demo: servers, data, backfill, Dagster UI")
+    demo_cmd.add_argument("--orgs", type=_positive_int, default=5)
+    demo_cmd.add_argument("--days", type=_positive_int, default=730)
+    demo_cmd.add_argument("--seed", type=int, default=42)
+    demo_cmd.add_argument("--port", type=int, default=3000)
+    demo_cmd.add_argument("--no-ui", action="store_true", help="stop after the backfill instead of serving the UI")
+
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (settings.SettingsError, psycopg.Error, ValueError) as error:
+        print(f"dashboard-assets {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from dashboard_assets.demo import run_demo
+
+        return run_demo(orgs=args.orgs, days=args.days, seed=args.seed, port=args.port, serve_ui=not args.no_ui)
+
+    database_url = _required_env(settings.DATABASE_URL)
+    if args.command == "migrate":
+        from dashboard_assets.migrations import migrate
+
+        migrate(database_url, with_source_schema=args.with_source_schema)
+        print(json.dumps({"migrated": True, "with_source_schema": args.with_source_schema}))
+    elif args.command == "generate":
+        from dashboard_assets.db import libpq_url
+        from dashboard_assets.generate import generate
+
+        with psycopg.connect(libpq_url(database_url)) as conn:
+            rows = generate(
+                conn, orgs=args.orgs, days=args.days, seed=args.seed, end_date=args.end_date, scale=args.scale
+            )
+        print(json.dumps(rows))
+    return 0
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise settings.SettingsError(f"{name} is not set (postgresql://user:password@host:port/database)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

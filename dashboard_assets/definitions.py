@@ -1,0 +1,12 @@
+"""The code location: `dashboard_assets.definitions.defs`."""
+
+import dagster as dg
+
+from dashboard_assets.resources import build_resources
+from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+from dashboard_assets.sources import source_table_specs
+
+defs = dg.Definitions(
+    assets=[*source_table_specs, *daily_rollup_assets, current_state_asset],
+    resources=build_resources(),
+)

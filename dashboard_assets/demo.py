@@ -1,0 +1,152 @@
+"""The one-command local demo.
+
+Starts an embedded PostgreSQL and a real Redis under `.local/demo/` (unless
+DASHBOARD_DATABASE_URL / DASHBOARD_REDIS_URL / DAGSTER_POSTGRES_URL point at
+servers of your own), applies the schema, loads demo data when the source is
+empty, backfills every rollup partition in ONE run, refreshes the snapshot and
+serves the Dagster UI with its daemon on localhost. Ctrl-C stops everything it
+started.
+"""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import sqlalchemy as sa
+
+from dashboard_assets import settings
+from dashboard_assets.db import libpq_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".local" / "demo"
+
+# Dagster's per-partition bookkeeping dominates a long ranged run; these make
+# every Dagster process batch it (see docs/operations.md).
+DAGSTER_BATCHING_ENV = {
+    "DAGSTER_EVENT_BATCH_SIZE": "1000",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
+
+
+def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> int:
+    """Run the demo; returns the process exit code."""
+    with ExitStack() as servers:
+        _start_servers(servers)
+        _prepare_dagster_home()
+        os.environ.update(DAGSTER_BATCHING_ENV)
+        today = dt.datetime.now(ZoneInfo(settings.reporting_timezone())).date()
+        first_day = today - dt.timedelta(days=days - 1)
+        os.environ.setdefault(settings.HISTORY_START, first_day.isoformat())
+
+        from dashboard_assets.migrations import migrate
+
+        database_url = os.environ[settings.DATABASE_URL]
+        migrate(database_url, with_source_schema=True)
+        _load_demo_data(database_url, orgs=orgs, days=days, seed=seed, end_date=today)
+        _backfill(settings.history_start(), today)
+        if not serve_ui:
+            return 0
+        return _serve_ui(port)
+
+
+def _start_servers(stack: ExitStack) -> None:
+    """Embedded servers for whatever the environment does not point at."""
+    from dashboard_assets.local_servers import LocalPostgres, LocalRedis
+
+    if not (os.environ.get(settings.DATABASE_URL) and os.environ.get("DAGSTER_POSTGRES_URL")):
+        postgres = LocalPostgres(STATE_DIR / "postgres")
+        stack.callback(postgres.stop)
+        os.environ.setdefault(settings.DATABASE_URL, postgres.create_database("dashboard"))
+        os.environ.setdefault("DAGSTER_POSTGRES_URL", _psycopg2_url(postgres.create_database("dagster")))
+    if not os.environ.get(settings.REDIS_URL):
+        redis_server = LocalRedis(STATE_DIR / "redis")
+        stack.callback(redis_server.stop)
+        os.environ[settings.REDIS_URL] = redis_server.url
+    print(f"PostgreSQL: {_without_password(os.environ[settings.DATABASE_URL])}", flush=True)
+    print(f"Redis:      {_without_password(os.environ[settings.REDIS_URL])}", flush=True)
+
+
+def _prepare_dagster_home() -> None:
+    """DAGSTER_HOME under .local/, holding a link to the project's dagster.yaml."""
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    home = STATE_DIR / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def _load_demo_data(database_url: str, *, orgs: int, days: int, seed: int, end_date: dt.date) -> None:
+    from dashboard_assets.generate import generate
+
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM organizations)").fetchone()[0]:
+            print("Source data present: not generating.", flush=True)
+            return
+        rows = generate(conn, orgs=orgs, days=days, seed=seed, end_date=end_date)
+        conn.execute("ANALYZE")
+    print(f"Generated {sum(rows.values()):,} source rows for {orgs} organizations over {days} days.", flush=True)
+
+
+def _backfill(start: dt.date, end: dt.date) -> None:
+    """Every rollup partition in one run, then the snapshot, recorded in the
+    Dagster instance so that the UI shows them materialized."""
+    import dagster as dg
+
+    from dashboard_assets.resources import build_resources
+    from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+
+    print(f"Backfilling {start}..{end} ({(end - start).days + 1} partitions) in one run...", flush=True)
+    with dg.DagsterInstance.get() as instance:
+        for assets, tags in [
+            (
+                daily_rollup_assets,
+                {
+                    "dagster/asset_partition_range_start": start.isoformat(),
+                    "dagster/asset_partition_range_end": end.isoformat(),
+                },
+            ),
+            ([current_state_asset], {}),
+        ]:
+            result = dg.materialize(assets, instance=instance, resources=build_resources(), tags=tags)
+            if not result.success:
+                raise RuntimeError(f"backfill run {result.run_id} failed")
+    print("Backfill done.", flush=True)
+
+
+def _serve_ui(port: int) -> int:
+    """`dagster dev` (webserver and daemon) until Ctrl-C or SIGTERM."""
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+               "-h", "127.0.0.1", "-p", str(port)]
+    print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops the demo and its servers)", flush=True)
+    ui = subprocess.Popen(command, cwd=PROJECT_ROOT)
+    signal.signal(signal.SIGTERM, lambda *_: ui.send_signal(signal.SIGINT))
+    try:
+        return ui.wait()
+    except KeyboardInterrupt:
+        ui.send_signal(signal.SIGINT)
+        try:
+            return ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+            return ui.wait()
+
+
+def _psycopg2_url(url: str) -> str:
+    """dagster-postgres's storage needs the psycopg2 driver (its NOTIFY takes
+    client-side parameters)."""
+    return sa.make_url(url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def _without_password(url: str) -> str:
+    if url.startswith("postgresql"):
+        return sa.make_url(url).render_as_string(hide_password=True)
+    return url.split("@")[-1]

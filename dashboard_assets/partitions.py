@@ -1,0 +1,13 @@
+"""The daily partitions every rollup shares."""
+
+import dagster as dg
+
+from dashboard_assets import settings
+
+# One partition per day of the reporting timezone, from the history start up to
+# and including today (today's partition fills in as the day goes on).
+daily_partitions_def = dg.DailyPartitionsDefinition(
+    start_date=settings.history_start().isoformat(),
+    timezone=settings.reporting_timezone(),
+    end_offset=1,
+)

@@ -1,0 +1,61 @@
+"""Dagster resources: PostgreSQL (target and optional read replica) and Redis."""
+
+import functools
+import os
+
+import dagster as dg
+import redis
+
+from dashboard_assets import settings
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The target database (rollups, change log) and the source it reads from.
+
+    The source defaults to the target; point `source_database_url` at a read
+    replica to keep refresh reads off the primary.
+    """
+
+    database_url: str
+    source_database_url: str = ""
+
+    @property
+    def source_url(self) -> str:
+        return self.source_database_url or self.database_url
+
+
+class RedisResource(dg.ConfigurableResource):
+    """The Redis server the dashboard reads, and the prefix of every key."""
+
+    url: str
+    prefix: str = settings.DEFAULT_REDIS_PREFIX
+
+    def client(self) -> redis.Redis:
+        return _redis_client(self.url)
+
+
+@functools.cache
+def _redis_client(url: str) -> redis.Redis:
+    """One pooled client per URL and process; short timeouts so that a Redis
+    outage fails fast instead of stalling a run."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+def _env_or_default(name: str, default: str) -> dg.EnvVar | str:
+    """An EnvVar when the variable is set (its value then never shows in the
+    UI), else a non-secret default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources of the operating contract, bound to its environment variables."""
+    return {
+        "postgres": PostgresResource(
+            database_url=dg.EnvVar(settings.DATABASE_URL),
+            source_database_url=_env_or_default(settings.SOURCE_DATABASE_URL, ""),
+        ),
+        "redis": RedisResource(
+            url=dg.EnvVar(settings.REDIS_URL),
+            prefix=_env_or_default(settings.REDIS_PREFIX, settings.DEFAULT_REDIS_PREFIX),
+        ),
+    }

@@ -1,0 +1,1 @@
+"""Daily-partitioned rollup tables and the current-state snapshot."""

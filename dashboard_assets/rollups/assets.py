@@ -1,0 +1,147 @@
+"""The rollup assets: four daily-partitioned tables and the current-state
+snapshot, built by one factory from a table of specs."""
+
+import datetime as dt
+
+import dagster as dg
+
+from dashboard_assets.partitions import daily_partitions_def
+from dashboard_assets.resources import PostgresResource
+from dashboard_assets.rollups.refresh import RefreshResult, Rollup, refresh
+from dashboard_assets.sources import OWNER, source_key
+
+RECONCILES_WITH_SOURCE = "reconciles_with_source"
+VALUES_ARE_POSSIBLE = "values_are_possible"
+
+DAILY_ROLLUPS = (
+    Rollup(
+        name="daily_metrics",
+        description=(
+            "Orders per organization and local day (`dashboard.daily_metrics`): delivered revenue, kWh "
+            "deployed (counted once per order, on its first job completion day), delivered and pending "
+            "orders, total order value, distinct active customers; plus `dashboard.daily_customers`, "
+            "one row per customer and day, so distinct customers over any range are exact."
+        ),
+        source_tables=("organizations", "orders", "order_items", "jobs", "products"),
+        extra_tables=("daily_customers",),
+    ),
+    Rollup(
+        name="daily_pipeline",
+        description=(
+            "Opportunities per organization and local creation day (`dashboard.daily_pipeline`): counts "
+            "per stage, weighted and total open pipeline, closed and won counts and won value, so that "
+            "win rate and average deal size over a range are ratios of sums."
+        ),
+        source_tables=("organizations", "opportunities"),
+    ),
+    Rollup(
+        name="daily_warranty",
+        description=(
+            "Warranty claims per organization and local creation day (`dashboard.daily_warranty`): "
+            "counts per status and type, resolved count and the sum of resolution days beside their mean."
+        ),
+        source_tables=("organizations", "warranty_claims"),
+    ),
+    Rollup(
+        name="daily_jobs",
+        description=(
+            "Installation jobs per organization and local creation day (`dashboard.daily_jobs`): counts "
+            "per status and the labour hours booked against those jobs."
+        ),
+        source_tables=("organizations", "jobs", "job_time_entries"),
+    ),
+)
+
+CURRENT_STATE = Rollup(
+    name="current_state",
+    description=(
+        "Snapshot per organization (`dashboard.current_state`): active installations, open warranty "
+        "claims, weighted open pipeline and active customers, as of the refresh."
+    ),
+    source_tables=("organizations", "jobs", "warranty_claims", "opportunities", "customers"),
+    daily=False,
+)
+
+
+def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
+    """A rollup asset: replaces its days (a whole partition range in one run and
+    one transaction) and reports its two checks from the same snapshot."""
+
+    @dg.asset(
+        name=rollup.name,
+        description=rollup.description,
+        group_name="rollups",
+        kinds={"postgres"},
+        owners=[OWNER],
+        deps=[source_key(table) for table in rollup.source_tables],
+        partitions_def=daily_partitions_def if rollup.daily else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if rollup.daily else None,
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILES_WITH_SOURCE,
+                asset=rollup.name,
+                blocking=True,
+                description="The refreshed range's totals equal the source tables' totals, taken by another route.",
+            ),
+            dg.AssetCheckSpec(
+                VALUES_ARE_POSSIBLE,
+                asset=rollup.name,
+                blocking=True,
+                description="No negative counts, no win rate outside 0..1, no part larger than its whole.",
+            ),
+        ],
+    )
+    def _rollup(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        start = end = None
+        if rollup.daily:
+            key_range = context.partition_key_range
+            start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
+        result = refresh(rollup, source_url=postgres.source_url, target_url=postgres.database_url, start=start, end=end)
+        days = f" for {start}..{end}" if rollup.daily else ""
+        context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days} in {result.seconds:.2f} s")
+        return dg.MaterializeResult(
+            metadata=_materialization_metadata(result, start, end),
+            check_results=_check_results(rollup, result),
+        )
+
+    return _rollup
+
+
+def _materialization_metadata(result: RefreshResult, start: dt.date | None, end: dt.date | None) -> dict:
+    metadata = {
+        "dagster/row_count": sum(result.rows_written.values()),
+        "rows_written": dg.MetadataValue.json(result.rows_written),
+        "organizations": result.organizations,
+        "duration_seconds": round(result.seconds, 3),
+        "totals": dg.MetadataValue.json({name: str(value) for name, value in result.rollup_totals.items()}),
+    }
+    if start is not None and end is not None:
+        metadata |= {"days": (end - start).days + 1, "first_day": start.isoformat(), "last_day": end.isoformat()}
+    return metadata
+
+
+def _check_results(rollup: Rollup, result: RefreshResult) -> list[dg.AssetCheckResult]:
+    mismatches = result.mismatches
+    return [
+        dg.AssetCheckResult(
+            asset_key=rollup.name,
+            check_name=RECONCILES_WITH_SOURCE,
+            passed=not mismatches,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"totals_compared": len(result.source_totals), "mismatches": dg.MetadataValue.json(mismatches)},
+        ),
+        dg.AssetCheckResult(
+            asset_key=rollup.name,
+            check_name=VALUES_ARE_POSSIBLE,
+            passed=not result.impossible_rows,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "impossible_rows": len(result.impossible_rows),
+                "examples": dg.MetadataValue.json([f"{org} {day}" for org, day in result.impossible_rows[:10]]),
+            },
+        ),
+    ]
+
+
+daily_rollup_assets = [build_rollup_asset(rollup) for rollup in DAILY_ROLLUPS]
+current_state_asset = build_rollup_asset(CURRENT_STATE)

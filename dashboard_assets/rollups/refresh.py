@@ -1,0 +1,142 @@
+"""Replacing a rollup's days in one transaction, and reconciling them with the
+source in the same snapshot.
+
+The rollup's SELECT runs on the source database inside a REPEATABLE READ,
+read-only transaction and streams through binary COPY into the target, inside
+one target transaction that first deletes the days being replaced. Readers of
+the target see the old days or the new ones, never a gap; a failure anywhere
+rolls back and leaves the previous days in place. The source may be a replica.
+"""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dashboard_assets.db import copy_query_into, fetch_one, load_sql, raw_connection
+
+_SQL_PACKAGE = "dashboard_assets.rollups.sql"
+_SCHEMA = "dashboard"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A rollup: its tables (each filled by `sql/<table>.sql`) and its sources.
+
+    The first table is the rollup's own; `sql/<name>_reconcile.sql` gives its
+    totals straight from the source and `sql/<name>_impossible.sql` lists rows
+    no source data can produce.
+    """
+
+    name: str
+    description: str
+    source_tables: tuple[str, ...]
+    extra_tables: tuple[str, ...] = ()
+    daily: bool = True
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.name, *self.extra_tables)
+
+
+@dataclass
+class RefreshResult:
+    """What one refresh replaced, and what its reconciliation found."""
+
+    rows_written: dict[str, int]
+    seconds: float
+    organizations: int
+    source_totals: dict[str, Any]
+    rollup_totals: dict[str, Any]
+    impossible_rows: list[tuple[str, dt.date]] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> dict[str, dict[str, str]]:
+        """Totals that differ between the source and the rollup."""
+        return {
+            name: {"source": str(expected), "rollup": str(self.rollup_totals.get(name))}
+            for name, expected in self.source_totals.items()
+            if Decimal(expected or 0) != Decimal(self.rollup_totals.get(name) or 0)
+        }
+
+
+def refresh(
+    rollup: Rollup,
+    *,
+    source_url: str,
+    target_url: str,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> RefreshResult:
+    """Replace the local days [start, end] of a daily rollup (or the whole
+    snapshot of an undated one) for every organization, in one transaction."""
+    if rollup.daily and (start is None or end is None or start > end):
+        raise ValueError(f"{rollup.name} needs a date range with start <= end, got {start}..{end}")
+    params = {"start_date": start, "end_date": end}
+    began = time.perf_counter()
+    with raw_connection(source_url) as source, raw_connection(target_url) as target:
+        with _snapshot(source), target.transaction():
+            target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{_SCHEMA}.{rollup.name}",))
+            rows_written = {}
+            for table in rollup.tables:
+                target.execute(_delete_statement(table, rollup.daily), params)
+                rows_written[table] = copy_query_into(
+                    source, load_sql(_SQL_PACKAGE, f"{table}.sql"), params, target, f"{_SCHEMA}.{table}"
+                )
+            source_totals = fetch_one(source, load_sql(_SQL_PACKAGE, f"{rollup.name}_reconcile.sql"), params)
+            rollup_totals = fetch_one(target, _totals_query(rollup, source_totals), params)
+            impossible = target.execute(load_sql(_SQL_PACKAGE, f"{rollup.name}_impossible.sql"), params).fetchall()
+            seconds = time.perf_counter() - began
+            target.execute(
+                "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, rows_written, seconds)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (rollup.name, start, end, sum(rows_written.values()), seconds),
+            )
+    days = (end - start).days + 1 if rollup.daily else 1
+    return RefreshResult(
+        rows_written=rows_written,
+        seconds=seconds,
+        organizations=int(source_totals["rows"]) // days,
+        source_totals=source_totals,
+        rollup_totals=rollup_totals,
+        impossible_rows=[(str(org), day) for org, day in impossible],
+    )
+
+
+@contextmanager
+def _snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    """One REPEATABLE READ, read-only transaction: every query sees the same data."""
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        conn.isolation_level = None
+        conn.read_only = None
+
+
+def _delete_statement(table: str, daily: bool) -> sql.Composable:
+    """Delete the days being replaced (or the whole snapshot)."""
+    statement = sql.SQL("DELETE FROM {}").format(sql.Identifier(_SCHEMA, table))
+    if daily:
+        statement += sql.SQL(" WHERE metric_date BETWEEN %(start_date)s AND %(end_date)s")
+    return statement
+
+
+def _totals_query(rollup: Rollup, source_totals: dict[str, Any]) -> sql.Composable:
+    """The rollup's own totals over the range, under the reconcile query's names."""
+    sums = [
+        sql.SQL("count(*) AS rows") if name == "rows" else sql.SQL("sum({0}) AS {0}").format(sql.Identifier(name))
+        for name in source_totals
+    ]
+    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(sums), sql.Identifier(_SCHEMA, rollup.name))
+    if rollup.daily:
+        query += sql.SQL(" WHERE metric_date BETWEEN %(start_date)s AND %(end_date)s")
+    return query

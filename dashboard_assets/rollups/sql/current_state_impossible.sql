@@ -1,0 +1,4 @@
+-- Snapshot rows that no source data can produce.
+SELECT organization_id, snapshot_at::date
+FROM dashboard.current_state
+WHERE LEAST(active_installations, open_warranty_claims, active_customers) < 0

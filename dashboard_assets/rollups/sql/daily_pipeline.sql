@@ -1,0 +1,41 @@
+-- dashboard.daily_pipeline: opportunities by their local created_at day.
+WITH day_opportunities AS (
+    SELECT op.organization_id, (op.created_at AT TIME ZONE w.tz)::date AS metric_date,
+           op.stage, op.value, op.probability,
+           op.stage NOT IN ('won', 'lost') AS is_open
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    JOIN opportunities op ON op.organization_id = w.organization_id
+                         AND op.created_at >= w.window_start AND op.created_at < w.window_end
+),
+per_day AS (
+    SELECT organization_id, metric_date,
+           count(*) FILTER (WHERE stage = 'new') AS new_opportunities,
+           count(*) FILTER (WHERE stage = 'qualified') AS qualified_opportunities,
+           count(*) FILTER (WHERE stage = 'proposal') AS proposal_opportunities,
+           count(*) FILTER (WHERE stage = 'negotiation') AS negotiation_opportunities,
+           count(*) FILTER (WHERE stage = 'won') AS won_opportunities,
+           count(*) FILTER (WHERE stage = 'lost') AS lost_opportunities,
+           sum(value * probability / 100) FILTER (WHERE is_open) AS weighted_pipeline,
+           sum(value) FILTER (WHERE is_open) AS total_pipeline,
+           count(*) FILTER (WHERE stage IN ('won', 'lost')) AS closed_opportunities,
+           sum(value) FILTER (WHERE stage = 'won') AS won_value
+    FROM day_opportunities
+    GROUP BY organization_id, metric_date
+)
+SELECT d.organization_id,
+       d.metric_date,
+       COALESCE(p.new_opportunities, 0),
+       COALESCE(p.qualified_opportunities, 0),
+       COALESCE(p.proposal_opportunities, 0),
+       COALESCE(p.negotiation_opportunities, 0),
+       COALESCE(p.won_opportunities, 0),
+       COALESCE(p.lost_opportunities, 0),
+       COALESCE(p.weighted_pipeline, 0),
+       COALESCE(p.total_pipeline, 0),
+       COALESCE(p.closed_opportunities, 0),
+       COALESCE(p.won_opportunities, 0),
+       COALESCE(p.won_value, 0),
+       COALESCE(p.won_value, 0) / NULLIF(p.won_opportunities, 0),
+       now()
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s) d
+LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

@@ -1,0 +1,40 @@
+-- dashboard.daily_warranty: warranty claims by their local created_at day.
+WITH day_claims AS (
+    SELECT wc.organization_id, (wc.created_at AT TIME ZONE w.tz)::date AS metric_date,
+           wc.status, wc.claim_type,
+           extract(epoch FROM wc.resolved_at - wc.created_at) / 86400 AS resolution_days
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    JOIN warranty_claims wc ON wc.organization_id = w.organization_id
+                           AND wc.created_at >= w.window_start AND wc.created_at < w.window_end
+),
+per_day AS (
+    SELECT organization_id, metric_date,
+           count(*) AS total_claims,
+           count(*) FILTER (WHERE status = 'pending') AS pending_claims,
+           count(*) FILTER (WHERE status = 'approved') AS approved_claims,
+           count(*) FILTER (WHERE status = 'rejected') AS rejected_claims,
+           count(*) FILTER (WHERE status = 'resolved') AS resolved_claims,
+           count(*) FILTER (WHERE claim_type = 'defect') AS defect_claims,
+           count(*) FILTER (WHERE claim_type = 'damage') AS damage_claims,
+           count(*) FILTER (WHERE claim_type = 'performance') AS performance_claims,
+           count(resolution_days) FILTER (WHERE status = 'resolved') AS resolved_count,
+           sum(resolution_days) FILTER (WHERE status = 'resolved') AS resolution_days_sum
+    FROM day_claims
+    GROUP BY organization_id, metric_date
+)
+SELECT d.organization_id,
+       d.metric_date,
+       COALESCE(p.total_claims, 0),
+       COALESCE(p.pending_claims, 0),
+       COALESCE(p.approved_claims, 0),
+       COALESCE(p.rejected_claims, 0),
+       COALESCE(p.resolved_claims, 0),
+       COALESCE(p.defect_claims, 0),
+       COALESCE(p.damage_claims, 0),
+       COALESCE(p.performance_claims, 0),
+       COALESCE(p.resolved_count, 0),
+       COALESCE(p.resolution_days_sum, 0),
+       p.resolution_days_sum / NULLIF(p.resolved_count, 0),
+       now()
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s) d
+LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

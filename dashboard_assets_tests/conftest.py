@@ -1,0 +1,69 @@
+"""Real PostgreSQL and Redis servers for the whole test session, started by
+the fixtures under the project's `.local/` folder, and one freshly cloned
+database per test from a template that holds generated data."""
+
+import datetime as dt
+import itertools
+import os
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+# Partitions are defined at import time from the environment: pin the history
+# to the generated data before anything imports the code location.
+HISTORY_START = dt.date(2025, 1, 1)
+HISTORY_END = dt.date(2025, 4, 10)
+os.environ["DASHBOARD_HISTORY_START"] = HISTORY_START.isoformat()
+
+from dashboard_assets.db import libpq_url  # noqa: E402
+from dashboard_assets.generate import generate  # noqa: E402
+from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
+from dashboard_assets.migrations import migrate  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DATABASE = "generated_template"
+GENERATION = {"orgs": 5, "days": (HISTORY_END - HISTORY_START).days + 1, "seed": 7, "end_date": HISTORY_END, "scale": 0.2}
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def servers_dir():
+    path = PROJECT_ROOT / ".local" / f"test-servers-{os.getpid()}"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(servers_dir):
+    server = LocalPostgres(servers_dir / "postgres")
+    url = server.create_database(TEMPLATE_DATABASE)
+    migrate(url, with_source_schema=True)
+    with psycopg.connect(libpq_url(url)) as conn:
+        generate(conn, **GENERATION)
+        conn.execute("ANALYZE")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_dir):
+    server = LocalRedis(servers_dir / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server) -> str:
+    """A database of its own for the test: the generated template, cloned."""
+    return postgres_server.create_database(f"test_{next(_database_numbers)}", template=TEMPLATE_DATABASE)
+
+
+@pytest.fixture
+def empty_database_url(postgres_server) -> str:
+    """A database with the project's schema and the source tables, and no rows."""
+    url = postgres_server.create_database(f"empty_{next(_database_numbers)}")
+    migrate(url, with_source_schema=True)
+    return url

@@ -1,0 +1,98 @@
+"""Shared test steps: materializing rollups and reading tables back."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from dashboard_assets.db import engine
+from dashboard_assets.resources import PostgresResource
+from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+from dashboard_assets_tests import reference
+
+ROLLUP_ASSETS = [*daily_rollup_assets, current_state_asset]
+EXACT_TOLERANCE = 1e-9
+# Quotients that need not terminate (means, fractional days): PostgreSQL's
+# numeric division and Python's Decimal context stop at different digits.
+QUOTIENT_COLUMNS = {"avg_won_deal_size", "avg_labor_hours_per_job", "avg_resolution_days", "resolution_days_sum"}
+
+
+def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=None, **kwargs) -> dg.ExecuteInProcessResult:
+    """Materialize the daily rollups for [start, end] in ONE run (a single-run backfill)."""
+    tags = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
+    return dg.materialize(
+        assets or daily_rollup_assets,
+        resources={"postgres": PostgresResource(database_url=database_url)},
+        tags=tags,
+        **kwargs,
+    )
+
+
+def materialize_snapshot(database_url: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize([current_state_asset], resources={"postgres": PostgresResource(database_url=database_url)})
+
+
+def read_table(database_url: str, query: str, **params) -> pd.DataFrame:
+    """A query's result with uuids as lower-case text and numerics as Decimal."""
+    with engine(database_url).connect() as conn:
+        frame = pd.read_sql(sa.text(query), conn, params=params, coerce_float=False)
+    for column in frame.columns:
+        if column.endswith("_id"):
+            frame[column] = frame[column].astype(str)
+    return frame
+
+
+def rollup_rows(database_url: str, table: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+    frame = read_table(
+        database_url,
+        f"SELECT * FROM dashboard.{table} WHERE metric_date BETWEEN :start AND :end",
+        start=start,
+        end=end,
+    )
+    return frame.drop(columns=["refreshed_at"], errors="ignore")
+
+
+def sources(database_url: str) -> reference.Sources:
+    with engine(database_url).connect() as conn:
+        return reference.load_sources(conn)
+
+
+def assert_frames_equal(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
+    """Equal row for row and column by column: exact for integers and
+    decimals (money to the cent and beyond), within EXACT_TOLERANCE for quotients."""
+    assert sorted(actual.columns) == sorted(expected.columns)
+    actual = actual.sort_values(keys).reset_index(drop=True)
+    expected = expected[actual.columns].sort_values(keys).reset_index(drop=True)
+    assert len(actual) == len(expected), f"{len(actual)} rows, expected {len(expected)}"
+    for column in actual.columns:
+        for row, (got, want) in enumerate(zip(actual[column], expected[column], strict=True)):
+            if want is None or (isinstance(want, float) and pd.isna(want)):
+                assert got is None or pd.isna(got), f"{column} row {row} {actual.loc[row, keys].tolist()}: {got!r} != None"
+            elif isinstance(want, float) or column in QUOTIENT_COLUMNS:
+                assert abs(float(got) - float(want)) <= EXACT_TOLERANCE, f"{column} row {row}: {got!r} != {want!r}"
+            else:
+                assert got == want, f"{column} row {row} {actual.loc[row, keys].tolist()}: {got!r} != {want!r}"
+
+
+DAILY_KEYS = ["organization_id", "metric_date"]
+
+
+def assert_rollups_match_reference(database_url: str, start: dt.date, end: dt.date) -> None:
+    """Every daily rollup table over [start, end] equals the pandas reference."""
+    src = sources(database_url)
+    for table, compute in [
+        ("daily_metrics", reference.daily_metrics),
+        ("daily_pipeline", reference.daily_pipeline),
+        ("daily_warranty", reference.daily_warranty),
+        ("daily_jobs", reference.daily_jobs),
+    ]:
+        assert_frames_equal(rollup_rows(database_url, table, start, end), compute(src, start, end), DAILY_KEYS)
+    assert_frames_equal(
+        rollup_rows(database_url, "daily_customers", start, end),
+        reference.daily_customers(src, start, end),
+        [*DAILY_KEYS, "customer_id"],
+    )
