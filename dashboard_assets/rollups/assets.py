@@ -81,13 +81,18 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                 RECONCILES_WITH_SOURCE,
                 asset=rollup.name,
                 blocking=True,
-                description="The refreshed range's totals equal the source tables' totals, taken by another route.",
+                description=(
+                    "The refreshed range's totals equal the source tables' totals, taken by another route in the "
+                    "same snapshot. On a mismatch the refresh is rolled back and the previous days stay."
+                ),
             ),
             dg.AssetCheckSpec(
                 VALUES_ARE_POSSIBLE,
                 asset=rollup.name,
-                blocking=True,
-                description="No negative counts, no win rate outside 0..1, no part larger than its whole.",
+                description=(
+                    "No negative counts, no win rate outside 0..1, no part larger than its whole. Garbage in the "
+                    "source (e.g. negative quantities) shows here without stopping the refresh."
+                ),
             ),
         ],
     )
@@ -128,7 +133,11 @@ def _check_results(rollup: Rollup, result: RefreshResult) -> list[dg.AssetCheckR
             check_name=RECONCILES_WITH_SOURCE,
             passed=not mismatches,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"totals_compared": len(result.source_totals), "mismatches": dg.MetadataValue.json(mismatches)},
+            metadata={
+                "totals_compared": len(result.source_totals),
+                "mismatches": dg.MetadataValue.json(mismatches),
+                "committed": result.committed,
+            },
         ),
         dg.AssetCheckResult(
             asset_key=rollup.name,

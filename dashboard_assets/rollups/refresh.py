@@ -1,5 +1,5 @@
 """Replacing a rollup's days in one transaction, and reconciling them with the
-source in the same snapshot.
+source in the same snapshot before it commits.
 
 The rollup's SELECT runs on the source database inside a REPEATABLE READ,
 read-only transaction and streams through binary COPY into the target, inside
@@ -47,7 +47,8 @@ class Rollup:
 
 @dataclass
 class RefreshResult:
-    """What one refresh replaced, and what its reconciliation found."""
+    """What one refresh replaced, and what its reconciliation found. A refresh
+    whose totals do not reconcile is rolled back: `committed` is then False."""
 
     rows_written: dict[str, int]
     seconds: float
@@ -55,6 +56,10 @@ class RefreshResult:
     source_totals: dict[str, Any]
     rollup_totals: dict[str, Any]
     impossible_rows: list[tuple[str, dt.date]] = field(default_factory=list)
+
+    @property
+    def committed(self) -> bool:
+        return not self.mismatches
 
     @property
     def mismatches(self) -> dict[str, dict[str, str]]:
@@ -92,21 +97,23 @@ def refresh(
             source_totals = fetch_one(source, load_sql(_SQL_PACKAGE, f"{rollup.name}_reconcile.sql"), params)
             rollup_totals = fetch_one(target, _totals_query(rollup, source_totals), params)
             impossible = target.execute(load_sql(_SQL_PACKAGE, f"{rollup.name}_impossible.sql"), params).fetchall()
-            seconds = time.perf_counter() - began
+            days = (end - start).days + 1 if rollup.daily else 1
+            result = RefreshResult(
+                rows_written=rows_written,
+                seconds=time.perf_counter() - began,
+                organizations=int(source_totals["rows"]) // days,
+                source_totals=source_totals,
+                rollup_totals=rollup_totals,
+                impossible_rows=[(str(org), day) for org, day in impossible],
+            )
+            if result.mismatches:
+                raise psycopg.Rollback()  # unreconciled numbers never replace the previous days
             target.execute(
                 "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, rows_written, seconds)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                (rollup.name, start, end, sum(rows_written.values()), seconds),
+                (rollup.name, start, end, sum(rows_written.values()), result.seconds),
             )
-    days = (end - start).days + 1 if rollup.daily else 1
-    return RefreshResult(
-        rows_written=rows_written,
-        seconds=seconds,
-        organizations=int(source_totals["rows"]) // days,
-        source_totals=source_totals,
-        rollup_totals=rollup_totals,
-        impossible_rows=[(str(org), day) for org, day in impossible],
-    )
+    return result
 
 
 @contextmanager

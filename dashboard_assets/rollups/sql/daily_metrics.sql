@@ -28,7 +28,7 @@ delivered_revenue AS (
     GROUP BY wo.organization_id, wo.metric_date
 ),
 -- An order's kWh count once, on the local day of its first completed job: the
--- orders with a completion inside the window, then their first completion.
+-- (existing) orders with a completion inside the window, then their first one.
 completed_in_window AS (
     SELECT DISTINCT j.organization_id, j.order_id
     FROM windows w
@@ -40,6 +40,7 @@ completed_in_window AS (
 first_completion AS (
     SELECT c.organization_id, c.order_id, min(j.completed_at) AS completed_at
     FROM completed_in_window c
+    JOIN orders o ON o.organization_id = c.organization_id AND o.id = c.order_id
     JOIN jobs j ON j.organization_id = c.organization_id AND j.order_id = c.order_id
                AND j.status = 'completed' AND j.completed_at IS NOT NULL
     GROUP BY c.organization_id, c.order_id

@@ -17,7 +17,7 @@ first_completions AS (
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.status = 'completed'
                AND j.completed_at >= w.window_start AND j.completed_at < w.window_end
-    WHERE j.order_id IS NOT NULL
+    WHERE EXISTS (SELECT 1 FROM orders o WHERE o.organization_id = j.organization_id AND o.id = j.order_id)
       AND NOT EXISTS (
           SELECT 1 FROM jobs earlier
           WHERE earlier.organization_id = j.organization_id AND earlier.order_id = j.order_id

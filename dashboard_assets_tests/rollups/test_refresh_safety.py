@@ -1,0 +1,153 @@
+"""A refresh is idempotent, atomic, and leaves the previous days in place when
+it fails; its checks fail when the written rows do not reconcile."""
+
+import datetime as dt
+import threading
+
+import psycopg
+import pytest
+
+from dashboard_assets.db import libpq_url
+from dashboard_assets.rollups.assets import DAILY_ROLLUPS, RECONCILES_WITH_SOURCE
+from dashboard_assets.rollups.refresh import refresh
+from dashboard_assets_tests import reference
+from dashboard_assets_tests.helpers import (
+    DAILY_KEYS,
+    assert_frames_equal,
+    assert_rollups_match_reference,
+    materialize_days,
+    rollup_rows,
+    sources,
+)
+
+DAY = dt.date(2025, 3, 14)
+DAILY_METRICS = DAILY_ROLLUPS[0]
+
+
+def _execute(database_url: str, statement: str, params=None) -> None:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def test_rerunning_a_partition_is_idempotent(database_url):
+    assert materialize_days(database_url, DAY, DAY).success
+    first = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    assert materialize_days(database_url, DAY, DAY).success
+    second = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    assert first.sort_values("organization_id").reset_index(drop=True).equals(
+        second.sort_values("organization_id").reset_index(drop=True)
+    )
+
+
+def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
+    assert materialize_days(database_url, DAY, DAY).success
+    _execute(
+        database_url,
+        """
+        UPDATE orders o SET status = 'delivered', updated_at = now()
+        FROM organizations g
+        WHERE g.id = o.organization_id AND o.status <> 'delivered'
+          AND (o.created_at AT TIME ZONE COALESCE(g.timezone, 'Australia/Sydney'))::date = %s
+        """,
+        (DAY,),
+    )
+    _execute(database_url, "DELETE FROM order_items WHERE id IN (SELECT id FROM order_items ORDER BY id LIMIT 500)")
+    assert materialize_days(database_url, DAY, DAY).success
+    assert_rollups_match_reference(database_url, DAY, DAY)
+
+
+def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
+    assert materialize_days(database_url, DAY, DAY).success
+    before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    # A real failure inside the write: the table refuses the third new row.
+    _execute(
+        database_url,
+        """
+        CREATE FUNCTION fail_third_row() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF (SELECT count(*) FROM dashboard.daily_metrics WHERE metric_date = NEW.metric_date) >= 2 THEN
+                RAISE EXCEPTION 'disk full (simulated inside PostgreSQL)';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER fail_third_row BEFORE INSERT ON dashboard.daily_metrics
+            FOR EACH ROW EXECUTE FUNCTION fail_third_row();
+        """,
+    )
+    result = materialize_days(database_url, DAY, DAY, raise_on_error=False)
+    assert not result.success
+    after = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    assert before.sort_values("organization_id").reset_index(drop=True).equals(
+        after.sort_values("organization_id").reset_index(drop=True)
+    )
+    _execute(database_url, "DROP TRIGGER fail_third_row ON dashboard.daily_metrics")
+    assert materialize_days(database_url, DAY, DAY).success
+    assert_rollups_match_reference(database_url, DAY, DAY)
+
+
+def test_rows_that_do_not_reconcile_fail_the_check_and_are_rolled_back(database_url):
+    assert materialize_days(database_url, DAY, DAY).success
+    before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    _execute(
+        database_url,
+        """
+        CREATE FUNCTION inflate_revenue() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.revenue := NEW.revenue + 1; RETURN NEW; END $$;
+        CREATE TRIGGER inflate_revenue BEFORE INSERT ON dashboard.daily_metrics
+            FOR EACH ROW EXECUTE FUNCTION inflate_revenue();
+        """,
+    )
+    result = materialize_days(database_url, DAY, DAY, raise_on_error=False)
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    failed = checks[("daily_metrics", RECONCILES_WITH_SOURCE)]
+    assert not failed.passed
+    assert set(failed.metadata["mismatches"].value) == {"revenue"}
+    assert failed.metadata["committed"].value is False
+    assert checks[("daily_pipeline", RECONCILES_WITH_SOURCE)].passed
+    assert not result.success  # a failed blocking check fails the run
+    assert rollup_rows(database_url, "daily_metrics", DAY, DAY).equals(before)
+
+
+def test_readers_never_see_a_day_empty_or_half_written(database_url):
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        organizations = conn.execute("SELECT count(*) FROM organizations").fetchone()[0]
+    refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read_day() -> None:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as reader:
+            while not stop.is_set():
+                seen.append(
+                    reader.execute("SELECT count(*) FROM dashboard.daily_metrics WHERE metric_date = %s", (DAY,)).fetchone()[0]
+                )
+
+    reader = threading.Thread(target=read_day)
+    reader.start()
+    try:
+        for _ in range(20):
+            refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)
+    finally:
+        stop.set()
+        reader.join()
+    assert len(seen) > 20
+    assert set(seen) == {organizations}
+
+
+def test_reads_can_come_from_a_separate_source_database(database_url, empty_database_url):
+    """Source = a database holding the data (as a replica would); target = another."""
+    result = refresh(DAILY_METRICS, source_url=database_url, target_url=empty_database_url, start=DAY, end=DAY)
+    assert not result.mismatches
+    assert_frames_equal(
+        rollup_rows(empty_database_url, "daily_metrics", DAY, DAY),
+        reference.daily_metrics(sources(database_url), DAY, DAY),
+        DAILY_KEYS,
+    )
+    assert rollup_rows(database_url, "daily_metrics", DAY, DAY).empty  # nothing written to the source
+
+
+def test_an_inverted_range_is_refused(database_url):
+    with pytest.raises(ValueError, match="start <= end"):
+        refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY - dt.timedelta(days=1))
