@@ -83,7 +83,7 @@ def refresh(
     snapshot of an undated one) for every organization, in one transaction."""
     if rollup.daily and (start is None or end is None or start > end):
         raise ValueError(f"{rollup.name} needs a date range with start <= end, got {start}..{end}")
-    params = {"start_date": start, "end_date": end}
+    params = query_params(start, end)
     began = time.perf_counter()
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
         with _snapshot(source), target.transaction():
@@ -114,6 +114,25 @@ def refresh(
                 (rollup.name, start, end, sum(rows_written.values()), result.seconds),
             )
     return result
+
+
+def query_params(start: dt.date | None, end: dt.date | None) -> dict[str, dt.date | dt.datetime | None]:
+    """The parameters of the rollup SQL for the local days [start, end].
+
+    Besides the dates, UTC bounds that contain those days in every timezone
+    (offsets run from -12 h to +14 h): the SQL repeats them as constants beside
+    each organization's exact window so that the planner can estimate the rows,
+    choosing index range scans for a day and sequential scans for a history.
+    """
+    if start is None or end is None:
+        return {"start_date": start, "end_date": end, "utc_from": None, "utc_to": None}
+    midnight = dt.time(tzinfo=dt.UTC)
+    return {
+        "start_date": start,
+        "end_date": end,
+        "utc_from": dt.datetime.combine(start - dt.timedelta(days=1), midnight),
+        "utc_to": dt.datetime.combine(end + dt.timedelta(days=2), midnight),
+    }
 
 
 @contextmanager

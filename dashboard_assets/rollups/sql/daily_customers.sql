@@ -4,3 +4,4 @@ SELECT DISTINCT o.organization_id, (o.created_at AT TIME ZONE w.tz)::date, o.cus
 FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
 JOIN orders o ON o.organization_id = w.organization_id
              AND o.created_at >= w.window_start AND o.created_at < w.window_end
+             AND o.created_at >= %(utc_from)s AND o.created_at < %(utc_to)s

@@ -6,6 +6,7 @@ WITH day_jobs AS (
     FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.created_at >= w.window_start AND j.created_at < w.window_end
+               AND j.created_at >= %(utc_from)s AND j.created_at < %(utc_to)s
 ),
 job_hours AS (
     SELECT dj.organization_id, dj.job_id, sum(te.hours) AS hours

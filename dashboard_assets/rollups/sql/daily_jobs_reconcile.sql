@@ -4,6 +4,7 @@ WITH range_jobs AS (
     FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.created_at >= w.window_start AND j.created_at < w.window_end
+               AND j.created_at >= %(utc_from)s AND j.created_at < %(utc_to)s
 )
 SELECT
     (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,

@@ -10,6 +10,7 @@ window_orders AS (
     FROM windows w
     JOIN orders o ON o.organization_id = w.organization_id
                  AND o.created_at >= w.window_start AND o.created_at < w.window_end
+                 AND o.created_at >= %(utc_from)s AND o.created_at < %(utc_to)s
 ),
 order_counts AS (
     SELECT organization_id, metric_date,
@@ -35,6 +36,7 @@ completed_in_window AS (
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.status = 'completed'
                AND j.completed_at >= w.window_start AND j.completed_at < w.window_end
+               AND j.completed_at >= %(utc_from)s AND j.completed_at < %(utc_to)s
     WHERE j.order_id IS NOT NULL
 ),
 first_completion AS (

@@ -10,6 +10,7 @@ range_orders AS (
     FROM windows w
     JOIN orders o ON o.organization_id = w.organization_id
                  AND o.created_at >= w.window_start AND o.created_at < w.window_end
+                 AND o.created_at >= %(utc_from)s AND o.created_at < %(utc_to)s
 ),
 first_completions AS (
     SELECT j.organization_id, j.order_id
@@ -17,6 +18,7 @@ first_completions AS (
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.status = 'completed'
                AND j.completed_at >= w.window_start AND j.completed_at < w.window_end
+               AND j.completed_at >= %(utc_from)s AND j.completed_at < %(utc_to)s
     WHERE EXISTS (SELECT 1 FROM orders o WHERE o.organization_id = j.organization_id AND o.id = j.order_id)
       AND NOT EXISTS (
           SELECT 1 FROM jobs earlier

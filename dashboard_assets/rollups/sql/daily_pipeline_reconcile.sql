@@ -4,6 +4,7 @@ WITH range_opportunities AS (
     FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
     JOIN opportunities op ON op.organization_id = w.organization_id
                          AND op.created_at >= w.window_start AND op.created_at < w.window_end
+                         AND op.created_at >= %(utc_from)s AND op.created_at < %(utc_to)s
 )
 SELECT
     (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,

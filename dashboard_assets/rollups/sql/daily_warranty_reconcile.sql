@@ -4,6 +4,7 @@ WITH range_claims AS (
     FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
     JOIN warranty_claims wc ON wc.organization_id = w.organization_id
                            AND wc.created_at >= w.window_start AND wc.created_at < w.window_end
+                           AND wc.created_at >= %(utc_from)s AND wc.created_at < %(utc_to)s
 )
 SELECT
     (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
