@@ -8,11 +8,13 @@ serves the Dagster UI with its daemon on localhost. Ctrl-C stops everything it
 started.
 """
 
+import contextlib
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,7 +26,8 @@ from dashboard_assets import settings
 from dashboard_assets.db import libpq_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = PROJECT_ROOT / ".local" / "demo"
+# Servers' data and the Dagster home; DASHBOARD_DEMO_DIR moves it (tests do).
+STATE_DIR = Path(os.environ.get("DASHBOARD_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
 
 # Dagster's per-partition bookkeeping dominates a long ranged run; these make
 # every Dagster process batch it (see docs/operations.md).
@@ -123,21 +126,47 @@ def _backfill(start: dt.date, end: dt.date) -> None:
 
 
 def _serve_ui(port: int) -> int:
-    """`dagster dev` (webserver and daemon) until Ctrl-C or SIGTERM."""
+    """`dagster dev` (webserver and daemon) until Ctrl-C or SIGTERM, then stop
+    its whole process group: interrupt, then terminate, then kill."""
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(port)]
     print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops the demo and its servers)", flush=True)
-    ui = subprocess.Popen(command, cwd=PROJECT_ROOT)
-    signal.signal(signal.SIGTERM, lambda *_: ui.send_signal(signal.SIGINT))
-    try:
-        return ui.wait()
-    except KeyboardInterrupt:
-        ui.send_signal(signal.SIGINT)
+    ui = subprocess.Popen(
+        command,
+        cwd=os.environ["DAGSTER_HOME"],
+        start_new_session=True,  # signals reach it from here only, in order
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    stop_requested = False
+
+    def request_stop(*_) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while ui.poll() is None and not stop_requested:
+        time.sleep(0.5)
+    print("Stopping the Dagster UI and daemon...", flush=True)
+    for stop_signal, grace_seconds in [(signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ui.pid, stop_signal)
+        if _group_exited(ui, grace_seconds):
+            break
+    return 0 if stop_requested else ui.returncode
+
+
+def _group_exited(leader: subprocess.Popen, timeout: float) -> bool:
+    """Whether the leader and every process of its group are gone within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader.poll()
         try:
-            return ui.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            ui.kill()
-            return ui.wait()
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _psycopg2_url(url: str) -> str:

