@@ -29,6 +29,14 @@ def _execute(database_url: str, statement: str, params=None) -> None:
         conn.execute(statement, params)
 
 
+def _refresh_then_delete_orders(database_url: str):
+    """Refresh DAY, then change the source under it; returns DAY's rows as refreshed."""
+    assert materialize_days(database_url, DAY, DAY).success
+    before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
+    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    return before
+
+
 def test_rerunning_a_partition_is_idempotent(database_url):
     assert materialize_days(database_url, DAY, DAY).success
     first = rollup_rows(database_url, "daily_metrics", DAY, DAY)
@@ -57,9 +65,7 @@ def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
 
 
 def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
-    assert materialize_days(database_url, DAY, DAY).success
-    before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
-    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    before = _refresh_then_delete_orders(database_url)
     # A real failure inside the write: the table refuses the third new row.
     _execute(
         database_url,
@@ -87,9 +93,7 @@ def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
 
 
 def test_rows_that_do_not_reconcile_fail_the_check_and_are_rolled_back(database_url):
-    assert materialize_days(database_url, DAY, DAY).success
-    before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
-    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    before = _refresh_then_delete_orders(database_url)
     _execute(
         database_url,
         """
