@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     generate_cmd.add_argument("--scale", type=float, default=1.0, help="multiplies the per-day volumes")
     generate_cmd.add_argument("--end-date", type=dt.date.fromisoformat, help="last day of history (default today)")
 
+    metrics_cmd = commands.add_parser("metrics", help="full dashboard metrics for an organization and range (JSON)")
+    metrics_cmd.add_argument("--org", required=True, help="organization id (canonical lower-case uuid)")
+    metrics_cmd.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    metrics_cmd.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD")
+
     demo_cmd = commands.add_parser("demo", help="the whole local demo: servers, data, backfill, Dagster UI")
     demo_cmd.add_argument("--orgs", type=_positive_int, default=5)
     demo_cmd.add_argument("--days", type=_positive_int, default=730)
@@ -35,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (settings.SettingsError, psycopg.Error, ValueError) as error:
+    except (settings.SettingsError, psycopg.Error, ValueError, LookupError) as error:
         print(f"dashboard-assets {args.command}: {error}", file=sys.stderr)
         return 2
 
@@ -52,6 +57,17 @@ def _run(args: argparse.Namespace) -> int:
 
         migrate(database_url, with_source_schema=args.with_source_schema)
         print(json.dumps({"migrated": True, "with_source_schema": args.with_source_schema}))
+    elif args.command == "metrics":
+        from dashboard_assets import serving
+        from dashboard_assets.resources import RedisResource
+
+        redis_url = os.environ.get(settings.REDIS_URL)
+        prefix = os.environ.get(settings.REDIS_PREFIX) or settings.DEFAULT_REDIS_PREFIX
+        dashboard_cache = RedisResource(url=redis_url, prefix=prefix).cache() if redis_url else None
+        value = serving.dashboard_metrics(
+            args.org, args.date_from, args.date_to, database_url=database_url, dashboard_cache=dashboard_cache
+        )
+        print(json.dumps(value, indent=2))
     elif args.command == "generate":
         from dashboard_assets.db import libpq_url
         from dashboard_assets.generate import generate

@@ -52,6 +52,19 @@ def raw_connection(url: str) -> Iterator[psycopg.Connection]:
         pooled.close()
 
 
+@contextmanager
+def snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    """One REPEATABLE READ, read-only transaction: every query sees the same data."""
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        conn.isolation_level = None
+        conn.read_only = None
+
+
 @functools.cache
 def load_sql(package: str, name: str) -> str:
     """The text of a `.sql` file shipped inside a package of this project."""

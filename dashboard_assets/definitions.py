@@ -2,11 +2,19 @@
 
 import dagster as dg
 
+from dashboard_assets.analytics.assets import analytics_assets, customer_acquisition_cost, dashboard_cache
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets.sources import source_table_specs
 
 defs = dg.Definitions(
-    assets=[*source_table_specs, *daily_rollup_assets, current_state_asset],
+    assets=[
+        *source_table_specs,
+        *daily_rollup_assets,
+        current_state_asset,
+        *analytics_assets,
+        customer_acquisition_cost,
+        dashboard_cache,
+    ],
     resources=build_resources(),
 )

@@ -100,29 +100,39 @@ def _load_demo_data(database_url: str, *, orgs: int, days: int, seed: int, end_d
 
 
 def _backfill(start: dt.date, end: dt.date) -> None:
-    """Every rollup partition in one run, then the snapshot, recorded in the
-    Dagster instance so that the UI shows them materialized."""
+    """Every rollup partition in one run, then the snapshot, the charts and
+    analytics, every week of customer acquisition in one run, and the cache
+    warming; recorded in the Dagster instance so that the UI shows them."""
     import dagster as dg
 
+    from dashboard_assets.analytics.assets import (
+        analytics_assets,
+        customer_acquisition_cost,
+        dashboard_cache,
+        weekly_partitions_def,
+    )
     from dashboard_assets.resources import build_resources
     from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 
+    weeks = weekly_partitions_def.get_partition_keys()
+    runs = [
+        (daily_rollup_assets, _range_tags(start.isoformat(), end.isoformat())),
+        ([current_state_asset], {}),
+        ([*analytics_assets, dashboard_cache], {}),
+        ([customer_acquisition_cost], _range_tags(weeks[0], weeks[-1])),
+    ]
     print(f"Backfilling {start}..{end} ({(end - start).days + 1} partitions) in one run...", flush=True)
     with dg.DagsterInstance.get() as instance:
-        for assets, tags in [
-            (
-                daily_rollup_assets,
-                {
-                    "dagster/asset_partition_range_start": start.isoformat(),
-                    "dagster/asset_partition_range_end": end.isoformat(),
-                },
-            ),
-            ([current_state_asset], {}),
-        ]:
+        for assets, tags in runs:
             result = dg.materialize(assets, instance=instance, resources=build_resources(), tags=tags)
             if not result.success:
                 raise RuntimeError(f"backfill run {result.run_id} failed")
     print("Backfill done.", flush=True)
+
+
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover a partition range."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
 def _serve_ui(port: int) -> int:

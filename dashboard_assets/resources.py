@@ -7,6 +7,7 @@ import dagster as dg
 import redis
 
 from dashboard_assets import settings
+from dashboard_assets.cache import DashboardCache
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -32,6 +33,9 @@ class RedisResource(dg.ConfigurableResource):
 
     def client(self) -> redis.Redis:
         return _redis_client(self.url)
+
+    def cache(self) -> DashboardCache:
+        return DashboardCache(self.client(), self.prefix)
 
 
 @functools.cache

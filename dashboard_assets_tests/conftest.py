@@ -67,3 +67,12 @@ def empty_database_url(postgres_server) -> str:
     url = postgres_server.create_database(f"empty_{next(_database_numbers)}")
     migrate(url, with_source_schema=True)
     return url
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for the test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url

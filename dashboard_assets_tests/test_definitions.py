@@ -13,27 +13,43 @@ EXPECTED_ROLLUP_DEPS = {
     "daily_jobs": {"organizations", "jobs", "job_time_entries"},
     "current_state": {"organizations", "jobs", "warranty_claims", "opportunities", "customers"},
 }
+EXPECTED_ANALYTICS_DEPS = {
+    "revenue_trend_12m": {"daily_metrics"},
+    "kwh_trend_12m": {"daily_metrics"},
+    "yoy_comparison": {"daily_metrics", "daily_pipeline", "daily_warranty"},
+    "product_mix_30d": {"organizations", "orders", "order_items", "products"},
+    "conversion_funnel_90d": {"daily_pipeline"},
+    "target_progress": {"targets", "daily_metrics", "daily_pipeline", "daily_warranty"},
+    "customer_lifetime_value": {"organizations", "customers", "orders", "order_items"},
+    "customer_acquisition_cost": {"organizations", "marketing_spend", "customers"},
+    "dashboard_cache": {"daily_metrics", "daily_pipeline", "daily_warranty", "current_state",
+                        "orders", "order_items", "jobs", "opportunities", "warranty_claims"},
+}
 
 
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
 
 
-def test_lineage_from_source_tables_to_rollups():
+def test_lineage_from_source_tables_to_rollups_to_analytics():
     graph = defs.resolve_asset_graph()
-    for rollup, tables in EXPECTED_ROLLUP_DEPS.items():
+    for rollup, tables in (EXPECTED_ROLLUP_DEPS | EXPECTED_ANALYTICS_DEPS).items():
         parents = {key.path[-1] for key in graph.get(dg.AssetKey(rollup)).parent_keys}
         assert parents == tables, rollup
     sources = {key.path[-1] for key in graph.get_all_asset_keys() if key.path[0] == "source"}
     assert sources == set(SOURCE_TABLES)
+    computed = {key.path[-1] for key in graph.get_all_asset_keys() if key.path[0] != "source"}
+    assert computed == set(EXPECTED_ROLLUP_DEPS) | set(EXPECTED_ANALYTICS_DEPS)
 
 
 def test_every_asset_is_described_grouped_kinded_and_owned():
     for spec in defs.resolve_all_asset_specs():
         name = spec.key.to_user_string()
         assert spec.description, name
-        assert spec.group_name in {"source_tables", "rollups"}, name
+        assert spec.group_name in {"source_tables", "rollups", "analytics", "serving"}, name
         assert "postgres" in spec.kinds, name
+        if spec.group_name in {"analytics", "serving"}:
+            assert "redis" in spec.kinds, name
         assert spec.owners, name
 
 

@@ -21,7 +21,9 @@ $$;
 -- [window_start, window_end), so that range scans on (organization_id, ts)
 -- indexes read exactly the rows of those days. Inlined by the planner; the
 -- queries add constant coarse bounds beside it so that row estimates hold.
-CREATE OR REPLACE FUNCTION dashboard.organization_windows(start_day date, end_day date)
+-- `only_organization` narrows it to one organization (the live read path).
+DROP FUNCTION IF EXISTS dashboard.organization_windows(date, date);
+CREATE OR REPLACE FUNCTION dashboard.organization_windows(start_day date, end_day date, only_organization uuid DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, tz text, window_start timestamptz, window_end timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -30,17 +32,31 @@ AS $$
            start_day::timestamp AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney'),
            (end_day + 1)::timestamp AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney')
     FROM organizations o
+    WHERE only_organization IS NULL OR o.id = only_organization
 $$;
 
 -- Every (organization, day) of the range: the rollups are dense, so a day
 -- with no activity still has its row of zeros.
-CREATE OR REPLACE FUNCTION dashboard.organization_days(start_day date, end_day date)
+DROP FUNCTION IF EXISTS dashboard.organization_days(date, date);
+CREATE OR REPLACE FUNCTION dashboard.organization_days(start_day date, end_day date, only_organization uuid DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, metric_date date)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT o.id, d::date
     FROM organizations o
     CROSS JOIN generate_series(start_day, end_day, interval '1 day') AS d
+    WHERE only_organization IS NULL OR o.id = only_organization
+$$;
+
+-- Each organization's local date at an instant (now when NULL).
+CREATE OR REPLACE FUNCTION dashboard.organization_today(as_of timestamptz)
+RETURNS TABLE (organization_id uuid, tz text, today date)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT o.id,
+           COALESCE(o.timezone, 'Australia/Sydney'),
+           (COALESCE(as_of, now()) AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney'))::date
+    FROM organizations o
 $$;
 
 CREATE TABLE IF NOT EXISTS dashboard.daily_metrics (
@@ -142,6 +158,71 @@ CREATE TABLE IF NOT EXISTS dashboard.refresh_log (
     refreshed_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS refresh_log_rollup_refreshed_at_idx ON dashboard.refresh_log (rollup, refreshed_at DESC);
+
+-- The full-metrics figures of one organization over [date_from, date_to],
+-- read from the rollups: sums, and distinct customers over the whole range.
+CREATE OR REPLACE FUNCTION dashboard.range_totals(organization uuid, date_from date, date_to date)
+RETURNS TABLE (revenue numeric, kwh_deployed numeric, delivered_orders bigint, warranty_claims bigint,
+               won_count bigint, closed_opportunities bigint, customers bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT m.revenue, m.kwh_deployed, m.delivered_orders, w.warranty_claims,
+           p.won_count, p.closed_opportunities, c.customers
+    FROM (SELECT COALESCE(sum(revenue), 0) AS revenue, COALESCE(sum(kwh_deployed), 0) AS kwh_deployed,
+                 COALESCE(sum(delivered_orders), 0)::bigint AS delivered_orders
+          FROM dashboard.daily_metrics
+          WHERE organization_id = organization AND metric_date BETWEEN date_from AND date_to) m,
+         (SELECT COALESCE(sum(total_claims), 0)::bigint AS warranty_claims
+          FROM dashboard.daily_warranty
+          WHERE organization_id = organization AND metric_date BETWEEN date_from AND date_to) w,
+         (SELECT COALESCE(sum(won_count), 0)::bigint AS won_count,
+                 COALESCE(sum(closed_opportunities), 0)::bigint AS closed_opportunities
+          FROM dashboard.daily_pipeline
+          WHERE organization_id = organization AND metric_date BETWEEN date_from AND date_to) p,
+         (SELECT count(DISTINCT customer_id) AS customers
+          FROM dashboard.daily_customers
+          WHERE organization_id = organization AND metric_date BETWEEN date_from AND date_to) c
+$$;
+
+-- ISO-8601 UTC text of an instant, as the JSON values carry it.
+CREATE OR REPLACE FUNCTION dashboard.utc_iso(instant timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT to_char(instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
+
+-- One figure of a comparison: both values rounded, and the change in percent
+-- from the unrounded ones (NULL when there is nothing to compare with).
+CREATE OR REPLACE FUNCTION dashboard.comparison(current_value numeric, previous_value numeric, scale integer)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT jsonb_build_object(
+        'current', round(current_value, scale),
+        'previous', round(previous_value, scale),
+        'change_percent', round((current_value - previous_value) / NULLIF(previous_value, 0) * 100, 2))
+$$;
+
+-- Charts and analytics: one JSON value per organization (the durable truth
+-- of what Redis holds), all of the same shape.
+CREATE TABLE IF NOT EXISTS dashboard.revenue_trend_12m (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.kwh_trend_12m (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.yoy_comparison (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.product_mix_30d (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.conversion_funnel_90d (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.target_progress (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS dashboard.customer_lifetime_value (organization_id uuid PRIMARY KEY, payload jsonb NOT NULL, computed_at timestamptz NOT NULL);
+
+-- Customer acquisition per organization and week (weeks start on Monday).
+CREATE TABLE IF NOT EXISTS dashboard.weekly_customer_acquisition (
+    organization_id  uuid NOT NULL,
+    week_start       date NOT NULL,
+    spend            numeric(16, 2) NOT NULL,
+    new_customers    integer NOT NULL,
+    cac              numeric(16, 2),
+    refreshed_at     timestamptz NOT NULL,
+    PRIMARY KEY (organization_id, week_start)
+);
+CREATE INDEX IF NOT EXISTS weekly_customer_acquisition_week_start_idx ON dashboard.weekly_customer_acquisition (week_start);
 
 -- The design document's names, so existing dashboard SQL keeps working.
 CREATE OR REPLACE VIEW dashboard.mv_daily_metrics AS

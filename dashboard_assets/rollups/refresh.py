@@ -10,8 +10,6 @@ rolls back and leaves the previous days in place. The source may be a replica.
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dashboard_assets.db import copy_query_into, fetch_one, load_sql, raw_connection
+from dashboard_assets.db import copy_query_into, fetch_one, load_sql, raw_connection, snapshot
 
 _SQL_PACKAGE = "dashboard_assets.rollups.sql"
 _SCHEMA = "dashboard"
@@ -86,7 +84,7 @@ def refresh(
     params = query_params(start, end)
     began = time.perf_counter()
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
-        with _snapshot(source), target.transaction():
+        with snapshot(source), target.transaction():
             target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{_SCHEMA}.{rollup.name}",))
             rows_written = {}
             for table in rollup.tables:
@@ -116,36 +114,23 @@ def refresh(
     return result
 
 
-def query_params(start: dt.date | None, end: dt.date | None) -> dict[str, dt.date | dt.datetime | None]:
-    """The parameters of the rollup SQL for the local days [start, end].
+def query_params(
+    start: dt.date | None, end: dt.date | None, organization_id: str | None = None
+) -> dict[str, dt.date | dt.datetime | str | None]:
+    """The parameters of the rollup SQL for the local days [start, end] of every
+    organization, or of `organization_id` alone.
 
     Besides the dates, UTC bounds that contain those days in every timezone
     (offsets run from -12 h to +14 h): the SQL repeats them as constants beside
     each organization's exact window so that the planner can estimate the rows,
     choosing index range scans for a day and sequential scans for a history.
     """
-    if start is None or end is None:
-        return {"start_date": start, "end_date": end, "utc_from": None, "utc_to": None}
-    midnight = dt.time(tzinfo=dt.UTC)
-    return {
-        "start_date": start,
-        "end_date": end,
-        "utc_from": dt.datetime.combine(start - dt.timedelta(days=1), midnight),
-        "utc_to": dt.datetime.combine(end + dt.timedelta(days=2), midnight),
-    }
-
-
-@contextmanager
-def _snapshot(conn: psycopg.Connection) -> Iterator[None]:
-    """One REPEATABLE READ, read-only transaction: every query sees the same data."""
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
-    try:
-        with conn.transaction():
-            yield
-    finally:
-        conn.isolation_level = None
-        conn.read_only = None
+    params = {"start_date": start, "end_date": end, "organization_id": organization_id, "utc_from": None, "utc_to": None}
+    if start is not None and end is not None:
+        midnight = dt.time(tzinfo=dt.UTC)
+        params["utc_from"] = dt.datetime.combine(start - dt.timedelta(days=1), midnight)
+        params["utc_to"] = dt.datetime.combine(end + dt.timedelta(days=2), midnight)
+    return params
 
 
 def _delete_statement(table: str, daily: bool) -> sql.Composable:

@@ -2,7 +2,7 @@
 -- organization. Each fact table is aggregated on its own before the join, so
 -- no order, item or job is counted twice.
 WITH windows AS (
-    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s)
+    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid)
 ),
 window_orders AS (
     SELECT o.organization_id, o.id AS order_id, o.customer_id, o.status, o.total_amount,
@@ -60,14 +60,14 @@ deployed_kwh AS (
 )
 SELECT d.organization_id,
        d.metric_date,
-       COALESCE(r.revenue, 0),
-       COALESCE(k.kwh_deployed, 0),
-       COALESCE(c.delivered_orders, 0),
-       COALESCE(c.pending_orders, 0),
-       COALESCE(c.total_order_value, 0),
-       COALESCE(c.active_customers, 0),
-       now()
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s) d
+       COALESCE(r.revenue, 0) AS revenue,
+       COALESCE(k.kwh_deployed, 0) AS kwh_deployed,
+       COALESCE(c.delivered_orders, 0) AS delivered_orders,
+       COALESCE(c.pending_orders, 0) AS pending_orders,
+       COALESCE(c.total_order_value, 0) AS total_order_value,
+       COALESCE(c.active_customers, 0) AS active_customers,
+       now() AS refreshed_at
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
 LEFT JOIN order_counts c ON c.organization_id = d.organization_id AND c.metric_date = d.metric_date
 LEFT JOIN delivered_revenue r ON r.organization_id = d.organization_id AND r.metric_date = d.metric_date
 LEFT JOIN deployed_kwh k ON k.organization_id = d.organization_id AND k.metric_date = d.metric_date

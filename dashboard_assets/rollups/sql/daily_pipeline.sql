@@ -3,7 +3,7 @@ WITH day_opportunities AS (
     SELECT op.organization_id, (op.created_at AT TIME ZONE w.tz)::date AS metric_date,
            op.stage, op.value, op.probability,
            op.stage NOT IN ('won', 'lost') AS is_open
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) w
     JOIN opportunities op ON op.organization_id = w.organization_id
                          AND op.created_at >= w.window_start AND op.created_at < w.window_end
                          AND op.created_at >= %(utc_from)s AND op.created_at < %(utc_to)s
@@ -25,18 +25,18 @@ per_day AS (
 )
 SELECT d.organization_id,
        d.metric_date,
-       COALESCE(p.new_opportunities, 0),
-       COALESCE(p.qualified_opportunities, 0),
-       COALESCE(p.proposal_opportunities, 0),
-       COALESCE(p.negotiation_opportunities, 0),
-       COALESCE(p.won_opportunities, 0),
-       COALESCE(p.lost_opportunities, 0),
-       COALESCE(p.weighted_pipeline, 0),
-       COALESCE(p.total_pipeline, 0),
-       COALESCE(p.closed_opportunities, 0),
-       COALESCE(p.won_opportunities, 0),
-       COALESCE(p.won_value, 0),
-       COALESCE(p.won_value, 0) / NULLIF(p.won_opportunities, 0),
-       now()
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s) d
+       COALESCE(p.new_opportunities, 0) AS new_opportunities,
+       COALESCE(p.qualified_opportunities, 0) AS qualified_opportunities,
+       COALESCE(p.proposal_opportunities, 0) AS proposal_opportunities,
+       COALESCE(p.negotiation_opportunities, 0) AS negotiation_opportunities,
+       COALESCE(p.won_opportunities, 0) AS won_opportunities,
+       COALESCE(p.lost_opportunities, 0) AS lost_opportunities,
+       COALESCE(p.weighted_pipeline, 0) AS weighted_pipeline,
+       COALESCE(p.total_pipeline, 0) AS total_pipeline,
+       COALESCE(p.closed_opportunities, 0) AS closed_opportunities,
+       COALESCE(p.won_opportunities, 0) AS won_count,
+       COALESCE(p.won_value, 0) AS won_value,
+       COALESCE(p.won_value, 0) / NULLIF(p.won_opportunities, 0) AS avg_won_deal_size,
+       now() AS refreshed_at
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
 LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

@@ -3,7 +3,7 @@ WITH day_claims AS (
     SELECT wc.organization_id, (wc.created_at AT TIME ZONE w.tz)::date AS metric_date,
            wc.status, wc.claim_type,
            extract(epoch FROM wc.resolved_at - wc.created_at) / 86400 AS resolution_days
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) w
     JOIN warranty_claims wc ON wc.organization_id = w.organization_id
                            AND wc.created_at >= w.window_start AND wc.created_at < w.window_end
                            AND wc.created_at >= %(utc_from)s AND wc.created_at < %(utc_to)s
@@ -25,17 +25,17 @@ per_day AS (
 )
 SELECT d.organization_id,
        d.metric_date,
-       COALESCE(p.total_claims, 0),
-       COALESCE(p.pending_claims, 0),
-       COALESCE(p.approved_claims, 0),
-       COALESCE(p.rejected_claims, 0),
-       COALESCE(p.resolved_claims, 0),
-       COALESCE(p.defect_claims, 0),
-       COALESCE(p.damage_claims, 0),
-       COALESCE(p.performance_claims, 0),
-       COALESCE(p.resolved_count, 0),
-       COALESCE(p.resolution_days_sum, 0),
-       p.resolution_days_sum / NULLIF(p.resolved_count, 0),
-       now()
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s) d
+       COALESCE(p.total_claims, 0) AS total_claims,
+       COALESCE(p.pending_claims, 0) AS pending_claims,
+       COALESCE(p.approved_claims, 0) AS approved_claims,
+       COALESCE(p.rejected_claims, 0) AS rejected_claims,
+       COALESCE(p.resolved_claims, 0) AS resolved_claims,
+       COALESCE(p.defect_claims, 0) AS defect_claims,
+       COALESCE(p.damage_claims, 0) AS damage_claims,
+       COALESCE(p.performance_claims, 0) AS performance_claims,
+       COALESCE(p.resolved_count, 0) AS resolved_count,
+       COALESCE(p.resolution_days_sum, 0) AS resolution_days_sum,
+       p.resolution_days_sum / NULLIF(p.resolved_count, 0) AS avg_resolution_days,
+       now() AS refreshed_at
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
 LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

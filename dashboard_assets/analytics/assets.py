@@ -1,0 +1,268 @@
+"""The chart and analytics assets: one factory over a table of specs for the
+per-organization JSON values, the weekly customer-acquisition asset, and the
+cache warming of the read path."""
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from psycopg import sql
+
+from dashboard_assets import cache, settings
+from dashboard_assets.analytics.publish import parse_as_of, payload_query, publish, replace_table
+from dashboard_assets.db import load_sql, raw_connection, snapshot
+from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
+from dashboard_assets.serving import compute_metrics, organization_today
+from dashboard_assets.sources import OWNER, source_key
+
+_SQL = "dashboard_assets.analytics.sql"
+DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY, _ = (dg.AssetKey(r.name) for r in DAILY_ROLLUPS)
+CURRENT_STATE_KEY = dg.AssetKey(CURRENT_STATE.name)
+
+
+class AnalyticsConfig(dg.Config):
+    """`as_of`: compute as of this ISO-8601 instant (with offset) instead of now."""
+
+    as_of: str = ""
+
+
+@dataclass(frozen=True)
+class Analytics:
+    """A per-organization JSON value: its SQL, its Redis key and its lineage."""
+
+    name: str
+    description: str
+    sql_file: str
+    redis_key: Callable[[cache.Keys, str], str]
+    deps: tuple[dg.AssetKey, ...]
+    reads_source: bool = False
+    sql_parts: dict[str, sql.Composable] = field(default_factory=dict)
+
+    def query(self) -> sql.Composable:
+        return sql.SQL(load_sql(_SQL, self.sql_file)).format(**self.sql_parts)
+
+
+def _trend(metric: str, scale: int, chart: str) -> Analytics:
+    return Analytics(
+        name=f"{metric.removesuffix('_deployed')}_trend_12m",
+        description=(
+            f"Monthly {metric} of the last 12 months per organization (the current month up to today), "
+            f"from daily_metrics; Redis `dashboard:charts:{{org}}:{chart}:12m`, 24 h."
+        ),
+        sql_file="monthly_trend.sql",
+        redis_key=lambda keys, org: keys.chart(org, f"{chart}:12m"),
+        deps=(DAILY_METRICS,),
+        sql_parts={"metric": sql.Identifier(metric), "label": sql.Literal(metric), "scale": sql.Literal(scale)},
+    )
+
+
+ANALYTICS = (
+    _trend("revenue", 2, "revenue_trend"),
+    _trend("kwh_deployed", 3, "kwh_trend"),
+    Analytics(
+        name="yoy_comparison",
+        description=(
+            "This year to date against the same span last year, per metric (revenue, kWh, delivered orders, "
+            "warranty claims, win rate, customers) with the change in percent, from the rollups; Redis "
+            "`dashboard:charts:{org}:yoy_comparison`, 24 h."
+        ),
+        sql_file="yoy_comparison.sql",
+        redis_key=lambda keys, org: keys.chart(org, "yoy_comparison"),
+        deps=(DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
+    ),
+    Analytics(
+        name="product_mix_30d",
+        description=(
+            "Delivered revenue and units per product category over the last 30 days, from the source tables "
+            "(the rollups keep no categories); Redis `dashboard:charts:{org}:product_mix:30d`, 15 min."
+        ),
+        sql_file="product_mix_30d.sql",
+        redis_key=lambda keys, org: keys.chart(org, "product_mix:30d"),
+        deps=tuple(source_key(t) for t in ("organizations", "orders", "order_items", "products")),
+        reads_source=True,
+    ),
+    Analytics(
+        name="conversion_funnel_90d",
+        description=(
+            "Opportunities of the last 90 days per stage, how many reached each step of new → qualified → "
+            "proposal → negotiation → won, and each step's conversion, from daily_pipeline; Redis "
+            "`dashboard:charts:{org}:conversion_funnel:90d`, 15 min."
+        ),
+        sql_file="conversion_funnel_90d.sql",
+        redis_key=lambda keys, org: keys.chart(org, "conversion_funnel:90d"),
+        deps=(DAILY_PIPELINE,),
+    ),
+    Analytics(
+        name="target_progress",
+        description=(
+            "Each target of the current period with its actual value to date and the percent reached, from "
+            "the targets table and the rollups; Redis `dashboard:targets:{org}`, 30 min."
+        ),
+        sql_file="target_progress.sql",
+        redis_key=lambda keys, org: keys.targets(org),
+        deps=(source_key("targets"), DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
+    ),
+    Analytics(
+        name="customer_lifetime_value",
+        description=(
+            "Delivered revenue per paying customer, overall and by acquisition cohort (month), from the "
+            "source tables; Redis `dashboard:analytics:{org}:ltv`, 7 days."
+        ),
+        sql_file="customer_lifetime_value.sql",
+        redis_key=lambda keys, org: keys.analytics(org, "ltv"),
+        deps=tuple(source_key(t) for t in ("organizations", "customers", "orders", "order_items")),
+        reads_source=True,
+    ),
+)
+
+
+def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
+    """An asset that replaces `dashboard.<name>` (one JSON value per
+    organization) in one transaction, then publishes the values to Redis."""
+
+    @dg.asset(
+        name=spec.name,
+        description=spec.description,
+        group_name="analytics",
+        kinds={"postgres", "redis"},
+        owners=[OWNER],
+        deps=list(spec.deps),
+    )
+    def _analytics(
+        context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
+    ) -> dg.MaterializeResult:
+        params = {"as_of": parse_as_of(config.as_of)}
+        rows = replace_table(
+            spec.query(),
+            params,
+            source_url=postgres.source_url if spec.reads_source else postgres.database_url,
+            target_url=postgres.database_url,
+            table=spec.name,
+        )
+        dashboard_cache = redis.cache()
+        keys = publish(
+            payload_query(spec.name),
+            {},
+            database_url=postgres.database_url,
+            cache=dashboard_cache,
+            key=lambda org: spec.redis_key(dashboard_cache.keys, org),
+            ttl_seconds=cache.TTL_SECONDS[spec.name],
+        )
+        context.log.info(f"{spec.name}: {rows} organizations stored, {keys} Redis keys written")
+        return dg.MaterializeResult(metadata={"organizations": rows, "redis_keys_written": keys})
+
+    return _analytics
+
+
+analytics_assets = [build_analytics_asset(spec) for spec in ANALYTICS]
+
+
+def _first_monday_on_or_after(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=(7 - day.weekday()) % 7)
+
+
+weekly_partitions_def = dg.WeeklyPartitionsDefinition(
+    start_date=_first_monday_on_or_after(settings.history_start()).isoformat(),
+    day_offset=1,  # weeks start on Monday
+    timezone=settings.reporting_timezone(),
+    end_offset=1,
+)
+
+
+@dg.asset(
+    group_name="analytics",
+    kinds={"postgres", "redis"},
+    owners=[OWNER],
+    deps=[source_key(t) for t in ("organizations", "marketing_spend", "customers")],
+    partitions_def=weekly_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def customer_acquisition_cost(
+    context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
+) -> dg.MaterializeResult:
+    """Customer acquisition cost per organization and week (Monday start): marketing spend, customers
+    acquired and spend per new customer, in `dashboard.weekly_customer_acquisition` (weekly partitions,
+    so past weeks can be backfilled); Redis `dashboard:analytics:{org}:cac` holds the last 12 weeks, 7 days."""
+    key_range = context.partition_key_range
+    params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
+              "as_of": parse_as_of(config.as_of)}
+    rows = replace_table(
+        load_sql(_SQL, "weekly_customer_acquisition.sql"),
+        params,
+        source_url=postgres.source_url,
+        target_url=postgres.database_url,
+        table="weekly_customer_acquisition",
+        where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
+    )
+    dashboard_cache = redis.cache()
+    keys = publish(
+        load_sql(_SQL, "customer_acquisition_cost.sql"),
+        params,
+        database_url=postgres.database_url,
+        cache=dashboard_cache,
+        key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
+        ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
+    )
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
+                  "redis_keys_written": keys}
+    )
+
+
+WARMED_RANGES = ("today", "this_week", "this_month", "last_30_days")
+
+
+def warmed_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
+    """The ranges the dashboard opens with, for an organization's local today."""
+    return {
+        "today": (today, today),
+        "this_week": (today - dt.timedelta(days=today.weekday()), today),
+        "this_month": (today.replace(day=1), today),
+        "last_30_days": (today - dt.timedelta(days=29), today),
+    }
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"postgres", "redis"},
+    owners=[OWNER],
+    deps=[DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY, CURRENT_STATE_KEY,
+          *(source_key(t) for t in ("orders", "order_items", "jobs", "opportunities", "warranty_claims"))],
+)
+def dashboard_cache(
+    context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
+) -> dg.MaterializeResult:
+    """Cache warming: for every organization with activity in the last 30 days, the full metrics of
+    today, this_week (Monday start), this_month and last_30_days under `dashboard:{org}:{from}:{to}`, and
+    `dashboard:summary:{org}` (month to date beside the previous month), 5 min."""
+    as_of = parse_as_of(config.as_of)
+    store = redis.cache()
+    entries = []
+    with raw_connection(postgres.database_url) as conn, snapshot(conn):
+        organizations = [row[0] for row in conn.execute(load_sql(_SQL, "active_organizations.sql"), {"as_of": as_of})]
+        for org in map(str, organizations):
+            today = organization_today(conn, org, as_of)
+            for date_from, date_to in warmed_ranges(today).values():
+                value = compute_metrics(conn, org, date_from, date_to, as_of=as_of)
+                entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
+                                           cache.TTL_SECONDS["metrics"]))
+            entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
+                                       cache.TTL_SECONDS["summary"]))
+    written = store.write(entries)
+    context.log.info(f"warmed {written} keys for {len(organizations)} organizations")
+    return dg.MaterializeResult(metadata={"organizations": len(organizations), "redis_keys_written": written})
+
+
+def summary(conn, org: str, today: dt.date, as_of: dt.datetime | None) -> dict:
+    """Month to date, with the whole previous month beside it."""
+    month_start = today.replace(day=1)
+    previous_end = month_start - dt.timedelta(days=1)
+    month_to_date = compute_metrics(conn, org, month_start, today, as_of=as_of)
+    return {
+        "organization_id": org,
+        "month_to_date": month_to_date,
+        "previous_month": compute_metrics(conn, org, previous_end.replace(day=1), previous_end, as_of=as_of),
+        "computed_at": month_to_date["computed_at"],
+    }

@@ -1,0 +1,64 @@
+"""Storing a per-organization JSON value in its table, and publishing it."""
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from psycopg import sql
+
+from dashboard_assets.cache import DashboardCache, Entry
+from dashboard_assets.db import copy_query_into, raw_connection, snapshot
+
+SCHEMA = "dashboard"
+
+
+def replace_table(
+    query: str | sql.Composable,
+    params: Mapping[str, Any],
+    *,
+    source_url: str,
+    target_url: str,
+    table: str,
+    where: sql.Composable | None = None,
+) -> int:
+    """Replace the rows of `table` (all of them, or those matching `where`) by
+    the rows of `query` run on the source, in one transaction; returns rows."""
+    query_text = query.as_string() if isinstance(query, sql.Composable) else query
+    with raw_connection(source_url) as source, raw_connection(target_url) as target:
+        with snapshot(source), target.transaction():
+            target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{SCHEMA}.{table}",))
+            delete = sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, table))
+            target.execute(delete + (sql.SQL(" WHERE ") + where if where is not None else sql.SQL("")), params)
+            return copy_query_into(source, query_text, params, target, f"{SCHEMA}.{table}")
+
+
+def publish(
+    query: str,
+    params: Mapping[str, Any],
+    *,
+    database_url: str,
+    cache: DashboardCache,
+    key: Callable[[str], str],
+    ttl_seconds: int,
+) -> int:
+    """Write each (organization_id, payload, ...) row of `query` to Redis under
+    `key(organization_id)`; returns the number of keys written."""
+    with raw_connection(database_url) as conn:
+        rows = conn.execute(query, params).fetchall()
+        conn.rollback()
+    return cache.write(Entry(str(org), key(str(org)), payload, ttl_seconds) for org, payload, *_ in rows)
+
+
+def payload_query(table: str) -> str:
+    """The stored values of a per-organization analytics table."""
+    return sql.SQL("SELECT organization_id, payload FROM {}").format(sql.Identifier(SCHEMA, table)).as_string()
+
+
+def parse_as_of(value: str) -> dt.datetime | None:
+    """The run config's `as_of` (ISO-8601 with an offset), or None for now."""
+    if not value:
+        return None
+    instant = dt.datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        raise ValueError(f"as_of must carry a UTC offset, got {value!r}")
+    return instant
