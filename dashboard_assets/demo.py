@@ -66,7 +66,7 @@ def _start_servers(stack: ExitStack) -> None:
         postgres = LocalPostgres(STATE_DIR / "postgres")
         stack.callback(postgres.stop)
         os.environ.setdefault(settings.DATABASE_URL, postgres.create_database("dashboard"))
-        os.environ.setdefault("DAGSTER_POSTGRES_URL", _psycopg2_url(postgres.create_database("dagster")))
+        os.environ.setdefault("DAGSTER_POSTGRES_URL", psycopg2_url(postgres.create_database("dagster")))
     if not os.environ.get(settings.REDIS_URL):
         redis_server = LocalRedis(STATE_DIR / "redis")
         stack.callback(redis_server.stop)
@@ -179,7 +179,7 @@ def _group_exited(leader: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
-def _psycopg2_url(url: str) -> str:
+def psycopg2_url(url: str) -> str:
     """dagster-postgres's storage needs the psycopg2 driver (its NOTIFY takes
     client-side parameters)."""
     return sa.make_url(url).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)

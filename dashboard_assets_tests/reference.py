@@ -48,19 +48,24 @@ class Sources:
 
 
 def load_sources(conn) -> Sources:
-    """Read every source table whole (``SELECT *``) through a SQLAlchemy connection.
+    """Read every source table the metrics use, through a SQLAlchemy connection."""
+    return load_tables(conn, Sources)
+
+
+def load_tables(conn, tables):
+    """An instance of the dataclass `tables`, each field a whole table (``SELECT *``).
 
     Numeric columns stay ``Decimal`` (``coerce_float=False``); uuid columns
     become lower-case strings.
     """
     frames = {}
-    for field in fields(Sources):
+    for field in fields(tables):
         frame = pd.read_sql(text(f"SELECT * FROM {field.name}"), conn, coerce_float=False)
         for column in frame.columns:
             if column == "id" or column.endswith("_id"):
                 frame[column] = frame[column].map(lambda v: None if pd.isna(v) else str(v).lower())
         frames[field.name] = frame
-    return Sources(**frames)
+    return tables(**frames)
 
 
 # --- small helpers -----------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Read-path latency: cold (cache miss: rollups + live today + snapshot, then
+the cache write) and cached (Redis hit), median and p99 over many calls on
+random organizations and dashboard ranges, in one process."""
+
+import datetime as dt
+import random
+import statistics
+import time
+
+import dagster as dg
+import redis
+
+from bench.common import END_DATE
+from dashboard_assets import serving
+from dashboard_assets.cache import DashboardCache
+from dashboard_assets.db import raw_connection
+from dashboard_assets.resources import PostgresResource
+from dashboard_assets.rollups.assets import current_state_asset
+
+
+def measure(url: str, redis_url: str, calls: int) -> dict:
+    assert dg.materialize([current_state_asset], resources={"postgres": PostgresResource(database_url=url)}).success
+    with raw_connection(url) as conn:
+        organizations = [str(org) for (org,) in conn.execute("SELECT id FROM organizations ORDER BY id")]
+    today = END_DATE
+    ranges = [
+        (today - dt.timedelta(days=29), today),
+        (today.replace(day=1), today),
+        (today - dt.timedelta(days=today.weekday()), today),
+        (today - dt.timedelta(days=364), today),
+    ]
+    rng = random.Random(1)
+    requests = [(rng.choice(organizations), *rng.choice(ranges)) for _ in range(calls)]
+    as_of = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
+    store = DashboardCache(redis.Redis.from_url(redis_url))
+
+    def timed(prepare) -> list[float]:
+        seconds = []
+        for org, date_from, date_to in requests:
+            prepare(org, date_from, date_to)
+            began = time.perf_counter()
+            serving.dashboard_metrics(org, date_from, date_to, database_url=url, dashboard_cache=store, as_of=as_of)
+            seconds.append(time.perf_counter() - began)
+        return seconds
+
+    cold = timed(lambda org, f, t: store.client.delete(store.keys.metrics(org, f, t)))
+    cached = timed(lambda org, f, t: None)
+    return {"read_calls": calls, **_summary("cold", cold), **_summary("cached", cached)}
+
+
+def _summary(name: str, seconds: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in seconds)
+    return {
+        f"{name}_median_ms": round(statistics.median(ms), 3),
+        f"{name}_p99_ms": round(ms[int(len(ms) * 0.99) - 1], 3),
+    }
