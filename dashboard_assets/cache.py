@@ -74,7 +74,11 @@ class Keys:
             raise InvalidKeyPart(f"key prefix must match {_PREFIX.pattern}, got {self.prefix[:80]!r}")
 
     def metrics(self, org: str, date_from: object, date_to: object) -> str:
-        return f"{self.prefix}:{organization_id(org)}:{iso_date(date_from)}:{iso_date(date_to)}"
+        return f"{self.metrics_prefix(org)}{iso_date(date_from)}:{iso_date(date_to)}"
+
+    def metrics_prefix(self, org: str) -> str:
+        """What every date-range metrics key of the organization starts with."""
+        return f"{self.prefix}:{organization_id(org)}:"
 
     def summary(self, org: str) -> str:
         return f"{self.prefix}:summary:{organization_id(org)}"
@@ -141,9 +145,22 @@ class DashboardCache:
         index = self.keys.index(org)
         deleted = 0
         while keys := self.client.zrange(index, 0, batch - 1):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.delete(*keys)
-            pipe.zrem(index, *keys)
-            deleted += pipe.execute()[0]
+            deleted += self._delete(index, keys)
         self.client.delete(index)
         return deleted
+
+    def invalidate_metrics(self, org: str) -> int:
+        """Delete one organization's read-path values (its date-range metrics and
+        summary), which the read path recomputes on demand; charts, analytics
+        and the activity feed stay until their own refresh. Returns how many."""
+        index = self.keys.index(org)
+        range_prefix, summary = self.keys.metrics_prefix(org), self.keys.summary(org)
+        keys = [k for k in self.client.zrange(index, 0, -1)
+                if k.decode().startswith(range_prefix) or k.decode() == summary]
+        return self._delete(index, keys) if keys else 0
+
+    def _delete(self, index: str, keys: list[bytes]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(*keys)
+        pipe.zrem(index, *keys)
+        return pipe.execute()[0]

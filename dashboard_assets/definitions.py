@@ -3,6 +3,13 @@
 import dagster as dg
 
 from dashboard_assets.analytics.assets import analytics_assets, customer_acquisition_cost, dashboard_cache
+from dashboard_assets.automation.freshness import (
+    partition_freshness_checks,
+    partition_freshness_schedule,
+    with_freshness,
+)
+from dashboard_assets.automation.schedules import schedules
+from dashboard_assets.automation.sensors import source_changes_sensor
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets.sources import source_table_specs
@@ -10,11 +17,12 @@ from dashboard_assets.sources import source_table_specs
 defs = dg.Definitions(
     assets=[
         *source_table_specs,
-        *daily_rollup_assets,
-        current_state_asset,
-        *analytics_assets,
-        customer_acquisition_cost,
-        dashboard_cache,
+        *with_freshness(
+            [*daily_rollup_assets, current_state_asset, *analytics_assets, customer_acquisition_cost, dashboard_cache]
+        ),
     ],
+    asset_checks=partition_freshness_checks,
+    schedules=[*schedules, partition_freshness_schedule],
+    sensors=[source_changes_sensor],
     resources=build_resources(),
 )

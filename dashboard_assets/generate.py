@@ -94,13 +94,23 @@ def generate(
     claims) and the customer base. Organization ids depend on `seed`, so
     generations with different seeds coexist in one database; nothing is
     deleted.
+
+    Synthetic history is loaded like a restore, with triggers off
+    (`session_replication_role = replica`, which needs a superuser): it must not
+    flood the change log with millions of "changes".
     """
     if end_date is None:
         end_date = datetime.datetime.now(datetime.UTC).date()
     loaded = dict.fromkeys(TABLES, 0)
-    for index in range(orgs):
-        for table, columns in _organization_tables(seed, index, days, end_date, scale):
-            loaded[table] += _copy(conn, table, columns)
+    conn.execute("SET session_replication_role = replica")
+    try:
+        for index in range(orgs):
+            for table, columns in _organization_tables(seed, index, days, end_date, scale):
+                loaded[table] += _copy(conn, table, columns)
+            conn.commit()
+    finally:
+        conn.rollback()
+        conn.execute("RESET session_replication_role")
         conn.commit()
     return loaded
 

@@ -91,3 +91,13 @@ def test_the_index_forgets_expired_keys(redis_url):
     time.sleep(1.1)
     store.write([Entry(ORG_A, store.keys.summary(ORG_A), {}, 300)])
     assert [k.decode() for k in client.zrange(store.keys.index(ORG_A), 0, -1)] == [store.keys.summary(ORG_A)]
+
+
+def test_invalidating_metrics_keeps_charts_and_the_activity_feed(redis_url):
+    store = DashboardCache(redis.Redis.from_url(redis_url))
+    kept = [store.keys.chart(ORG_A, "revenue_trend:12m"), store.keys.activity(ORG_A, 1), store.keys.targets(ORG_A)]
+    dropped = [store.keys.metrics(ORG_A, "2025-01-01", "2025-01-31"), store.keys.summary(ORG_A)]
+    other = store.keys.metrics(ORG_B, "2025-01-01", "2025-01-31")
+    store.write([Entry(ORG_A, key, {}, 300) for key in kept + dropped] + [Entry(ORG_B, other, {}, 300)])
+    assert store.invalidate_metrics(ORG_A) == 2
+    assert [store.client.exists(key) for key in kept + dropped + [other]] == [1, 1, 1, 0, 0, 1]

@@ -211,7 +211,8 @@ def customer_acquisition_cost(
     )
 
 
-WARMED_RANGES = ("today", "this_week", "this_month", "last_30_days")
+# Set by the change sensor: the organizations whose cache a run refreshes.
+ORGANIZATIONS_TAG = "dashboard/organizations"
 
 
 def warmed_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
@@ -236,13 +237,21 @@ def dashboard_cache(
 ) -> dg.MaterializeResult:
     """Cache warming: for every organization with activity in the last 30 days, the full metrics of
     today, this_week (Monday start), this_month and last_30_days under `dashboard:{org}:{from}:{to}`, and
-    `dashboard:summary:{org}` (month to date beside the previous month), 5 min."""
+    `dashboard:summary:{org}` (month to date beside the previous month), 5 min. In a run the change sensor
+    requested, only the changed organizations: their cached read-path values are invalidated first."""
     as_of = parse_as_of(config.as_of)
     store = redis.cache()
     entries = []
+    changed = context.run.tags.get(ORGANIZATIONS_TAG)
     with raw_connection(postgres.database_url) as conn, snapshot(conn):
-        organizations = [row[0] for row in conn.execute(load_sql(_SQL, "active_organizations.sql"), {"as_of": as_of})]
-        for org in map(str, organizations):
+        if changed:
+            organizations = [cache.organization_id(org) for org in changed.split(",")]
+            invalidated = sum(store.invalidate_metrics(org) for org in organizations)
+            context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
+        else:
+            organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
+                                                                 {"as_of": as_of})]
+        for org in organizations:
             today = organization_today(conn, org, as_of)
             for date_from, date_to in warmed_ranges(today).values():
                 value = compute_metrics(conn, org, date_from, date_to, as_of=as_of)

@@ -10,7 +10,8 @@ _MIGRATION_LOCK_ID = 7_420_001
 
 
 def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
-    """Create the `dashboard` schema objects and the source indexes.
+    """Create the `dashboard` schema objects, the change-capture triggers on
+    the source tables, and the source indexes.
 
     With `with_source_schema` the source tables are created first (demo, tests,
     benchmarks); an operational database already has them.
@@ -23,6 +24,7 @@ def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
                     conn.execute(load_sql(__name__, "source_schema.sql"))
             with conn.transaction():
                 conn.execute(load_sql(__name__, "dashboard_schema.sql"))
+                conn.execute(load_sql(__name__, "change_capture.sql"))
             _drop_invalid_indexes(conn)
             for statement in _statements(load_sql(__name__, "source_indexes.sql")):
                 conn.execute(statement)

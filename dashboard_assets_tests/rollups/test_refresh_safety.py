@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from dashboard_assets.db import libpq_url
-from dashboard_assets.rollups.assets import DAILY_ROLLUPS, RECONCILES_WITH_SOURCE
+from dashboard_assets.rollups.assets import DAILY_ROLLUPS, RECONCILES_WITH_SOURCE, daily_rollup_assets
 from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests import reference
 from dashboard_assets_tests.helpers import (
@@ -22,6 +22,7 @@ from dashboard_assets_tests.helpers import (
 
 DAY = dt.date(2025, 3, 14)
 DAILY_METRICS = DAILY_ROLLUPS[0]
+DAILY_METRICS_ASSET = daily_rollup_assets[0]
 
 
 def _execute(database_url: str, statement: str, params=None) -> None:
@@ -155,3 +156,30 @@ def test_reads_can_come_from_a_separate_source_database(database_url, empty_data
 def test_an_inverted_range_is_refused(database_url):
     with pytest.raises(ValueError, match="start <= end"):
         refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY - dt.timedelta(days=1))
+
+
+def test_a_dropped_connection_is_retried_and_converges(database_url):
+    before = _refresh_then_delete_orders(database_url)
+    # The server drops the refreshing connection on its first insert, once (a
+    # sequence survives the rollback that follows).
+    _execute(
+        database_url,
+        """
+        CREATE SEQUENCE drop_once;
+        CREATE FUNCTION drop_connection_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF nextval('drop_once') = 1 THEN
+                PERFORM pg_terminate_backend(pg_backend_pid());
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER drop_connection_once BEFORE INSERT ON dashboard.daily_metrics
+            FOR EACH ROW EXECUTE FUNCTION drop_connection_once();
+        """,
+    )
+    result = materialize_days(database_url, DAY, DAY, assets=[DAILY_METRICS_ASSET])
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1
+    assert_rollups_match_reference(database_url, DAY, DAY)
+    assert not rollup_rows(database_url, "daily_metrics", DAY, DAY).equals(before)

@@ -1,0 +1,1 @@
+"""Schedules, freshness, and the change sensor: nobody runs anything by hand."""

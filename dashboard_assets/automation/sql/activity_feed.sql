@@ -1,0 +1,10 @@
+-- The newest source changes of the given organizations, newest first, at most
+-- `per_organization` each: what changed, which row, when.
+SELECT organization_id, source_table, operation, row_id, changed_at
+FROM (
+    SELECT c.*, row_number() OVER (PARTITION BY c.organization_id ORDER BY c.id DESC) AS position
+    FROM dashboard.change_log c
+    WHERE c.organization_id = ANY(%(organizations)s::uuid[])
+) newest
+WHERE position <= %(per_organization)s
+ORDER BY organization_id, position
