@@ -2,8 +2,9 @@
 
 For each organization count it loads 730 days of generated data into an
 embedded PostgreSQL and runs the benchmarks asked for (default: all):
-`backfill` (730-day single-run backfill, one changed day, query plans) and
-`read` (read-path latency, cold and cached). Results go to
+`backfill` (730-day single-run backfill, one changed day, query plans),
+`read` (read-path latency, cold and cached) and `capture` (what the change
+triggers cost a bulk insert of 100,000 order items). Results go to
 bench/results/<date>.json and are printed.
 """
 
@@ -18,20 +19,20 @@ from bench.common import RESULTS_DIR, ROOT, START_DATE, STATE_DIR, machine
 os.environ["DASHBOARD_HISTORY_START"] = START_DATE.isoformat()
 os.environ.update({"DAGSTER_EVENT_BATCH_SIZE": "1000", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"})
 
-from bench import backfill, read_path  # noqa: E402
+from bench import backfill, change_capture, read_path  # noqa: E402
 from bench.common import generated_database  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("benchmarks", nargs="*", help="backfill, read (default: both)")
+    parser.add_argument("benchmarks", nargs="*", help="backfill, read, capture (default: all)")
     parser.add_argument("--orgs", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--repeat", type=int, default=5, help="runs of the one-day refresh")
     parser.add_argument("--calls", type=int, default=1000, help="read-path calls per measurement")
     args = parser.parse_args()
-    args.benchmarks = args.benchmarks or ["backfill", "read"]
-    if unknown := set(args.benchmarks) - {"backfill", "read"}:
+    args.benchmarks = args.benchmarks or ["backfill", "read", "capture"]
+    if unknown := set(args.benchmarks) - {"backfill", "read", "capture"}:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
 
     server = LocalPostgres(STATE_DIR / "postgres")
@@ -45,6 +46,8 @@ def main() -> None:
                 scale |= backfill.measure(server, url, orgs, args.repeat)
             if "read" in args.benchmarks:
                 scale |= read_path.measure(url, redis_server.url, args.calls)
+            if "capture" in args.benchmarks:
+                scale |= change_capture.measure(url, args.repeat)
             scales.append(scale)
             print(json.dumps(scale), flush=True)
     finally:

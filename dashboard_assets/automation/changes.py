@@ -95,3 +95,14 @@ def activity_pages(database_url: str, organizations: list[str], page_size: int, 
                                "changed_at": changed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")})
     return {org: [feed[org][i:i + page_size] for i in range(0, len(feed[org]), page_size)] or [[]]
             for org in organizations}
+
+
+def prune_consumed(database_url: str, consumed_below: str, keep: dt.timedelta) -> int:
+    """Delete change-log rows below an already-processed horizon and older than
+    `keep` (the activity feed reads the newest); returns how many."""
+    with raw_connection(database_url) as conn:
+        deleted = conn.execute(
+            "SELECT dashboard.prune_change_log(%s::xid8, %s)", (consumed_below, keep)
+        ).fetchone()[0]
+        conn.commit()
+    return deleted

@@ -14,6 +14,7 @@ from dashboard_assets.automation.changes import (
     ROLLUPS_BY_TABLE,
     activity_pages,
     plan_refreshes,
+    prune_consumed,
     read_pending,
 )
 from dashboard_assets.partitions import daily_partitions_def
@@ -23,6 +24,8 @@ ACTIVITY_PAGE_SIZE = 20
 ACTIVITY_PAGES = 5
 # Above this many organizations in one tick the run warms every active one.
 MAX_TAGGED_ORGANIZATIONS = 100
+# Processed change-log rows are kept this long for the activity feed.
+CHANGE_LOG_RETENTION = dt.timedelta(days=7)
 _SENSOR_TARGETS = sorted(
     {r for rs in ROLLUPS_BY_TABLE.values() for r in rs}
     | {d for ds in DEPENDENTS_BY_TABLE.values() for d in ds}
@@ -41,7 +44,8 @@ def source_changes_sensor(
     """Reads dashboard.change_log from a durable cursor (a transaction horizon), coalesces the changed
     days into contiguous ranges and requests one ranged run per range for the rollups changed in it,
     with the snapshot, the cache warming of the changed organizations (invalidated first) and, when their
-    inputs changed, the funnel and the product mix. Pushes the activity feed of those organizations."""
+    inputs changed, the funnel and the product mix. Pushes the activity feed of those organizations and
+    prunes change-log rows processed by earlier ticks once they are a week old."""
     after = context.cursor or "0"
     pending = read_pending(postgres.database_url, after)
     if not pending.tables:
@@ -70,6 +74,8 @@ def source_changes_sensor(
             tags=tags,
         )
     ]
+    pruned = prune_consumed(postgres.database_url, after, CHANGE_LOG_RETENTION)
+    context.log.info(f"{len(run_requests)} runs for {len(organizations)} organizations; {pruned} old changes pruned")
     try:
         pushed = push_activity(postgres.database_url, redis.cache(), organizations)
         context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")

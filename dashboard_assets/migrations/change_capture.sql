@@ -19,71 +19,78 @@ CREATE TABLE IF NOT EXISTS dashboard.change_log (
 CREATE INDEX IF NOT EXISTS change_log_xact_id_idx ON dashboard.change_log (xact_id);
 CREATE INDEX IF NOT EXISTS change_log_organization_idx ON dashboard.change_log (organization_id, id DESC);
 
-CREATE OR REPLACE FUNCTION dashboard.organization_timezone(organization uuid)
-RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$ SELECT COALESCE((SELECT timezone FROM organizations WHERE id = organization), 'Australia/Sydney') $$;
-
--- The local days whose rollups a change of one row affects: its own day
--- timestamps, the creation day of the order or job it belongs to, and the
--- day of its order's first completed job (where kWh are counted).
-CREATE OR REPLACE FUNCTION dashboard.affected_days(source_table text, old_row jsonb, new_row jsonb)
-RETURNS date[]
+-- The local days whose rollups each changed row affects, for a whole
+-- statement's rows at once (set-based, so bulk statements stay fast): the
+-- row's own day timestamps, the creation day of the order or job it belongs
+-- to, and the day of its order's first completed job (where kWh are counted).
+-- `old_rows` / `new_rows` are the transition tables as jsonb; rows pair by id.
+DROP FUNCTION IF EXISTS dashboard.affected_days(text, jsonb, jsonb);
+DROP FUNCTION IF EXISTS dashboard.organization_timezone(uuid);
+CREATE OR REPLACE FUNCTION dashboard.affected_days(source_table text, old_rows jsonb[], new_rows jsonb[])
+RETURNS TABLE (organization_id uuid, row_id uuid, affected_days date[])
 LANGUAGE sql STABLE
 AS $$
     WITH versions AS (
-        SELECT (r ->> 'organization_id')::uuid AS org, r
-        FROM unnest(ARRAY[old_row, new_row]) AS r
-        WHERE r IS NOT NULL
+        SELECT (r ->> 'organization_id')::uuid AS org, (r ->> 'id')::uuid AS row_id, r
+        FROM unnest(old_rows || new_rows) AS r
+    ),
+    order_refs AS (
+        SELECT DISTINCT org, row_id,
+               (CASE WHEN source_table = 'orders' THEN r ->> 'id' ELSE r ->> 'order_id' END)::uuid AS order_id
+        FROM versions
+        WHERE source_table IN ('orders', 'order_items', 'jobs')
+    ),
+    first_completions AS (
+        SELECT j.organization_id, j.order_id, min(j.completed_at) AS completed_at
+        FROM jobs j
+        JOIN (SELECT DISTINCT org, order_id FROM order_refs) o
+          ON j.organization_id = o.org AND j.order_id = o.order_id
+        WHERE j.status = 'completed'
+        GROUP BY j.organization_id, j.order_id
     ),
     stamps AS (
-        SELECT org, (r ->> 'created_at')::timestamptz AS ts FROM versions
+        SELECT org, row_id, (r ->> 'created_at')::timestamptz AS ts FROM versions
         WHERE source_table IN ('orders', 'jobs', 'opportunities', 'warranty_claims')
         UNION ALL
-        SELECT org, (r ->> 'completed_at')::timestamptz FROM versions WHERE source_table = 'jobs'
+        SELECT org, row_id, (r ->> 'completed_at')::timestamptz FROM versions WHERE source_table = 'jobs'
         UNION ALL
-        SELECT o.organization_id, o.created_at FROM versions v
+        SELECT v.org, v.row_id, o.created_at FROM versions v
         JOIN orders o ON o.organization_id = v.org AND o.id = (v.r ->> 'order_id')::uuid
         WHERE source_table = 'order_items'
         UNION ALL
-        SELECT j.organization_id, j.created_at FROM versions v
+        SELECT v.org, v.row_id, j.created_at FROM versions v
         JOIN jobs j ON j.organization_id = v.org AND j.id = (v.r ->> 'job_id')::uuid
         WHERE source_table = 'job_time_entries'
         UNION ALL
-        SELECT v.org, (SELECT min(j.completed_at) FROM jobs j
-                       WHERE j.organization_id = v.org AND j.status = 'completed'
-                         AND j.order_id = (CASE WHEN source_table = 'orders' THEN v.r ->> 'id'
-                                                ELSE v.r ->> 'order_id' END)::uuid)
-        FROM versions v
-        WHERE source_table IN ('orders', 'order_items', 'jobs')
+        SELECT r.org, r.row_id, f.completed_at FROM order_refs r
+        JOIN first_completions f ON f.organization_id = r.org AND f.order_id = r.order_id
     )
-    SELECT COALESCE(array_agg(DISTINCT (ts AT TIME ZONE dashboard.organization_timezone(org))::date), '{}')
-    FROM stamps
-    WHERE ts IS NOT NULL
+    SELECT v.org, v.row_id,
+           COALESCE(array_agg(DISTINCT (s.ts AT TIME ZONE COALESCE(g.timezone, 'Australia/Sydney'))::date)
+                        FILTER (WHERE s.ts IS NOT NULL), '{}')
+    FROM (SELECT DISTINCT org, row_id FROM versions) v
+    LEFT JOIN stamps s ON s.org = v.org AND s.row_id = v.row_id
+    LEFT JOIN organizations g ON g.id = v.org
+    GROUP BY v.org, v.row_id
 $$;
 
 CREATE OR REPLACE FUNCTION dashboard.capture_changes()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    old_versions jsonb[] := '{}';
+    new_versions jsonb[] := '{}';
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO dashboard.change_log (source_table, operation, organization_id, row_id, affected_days)
-        SELECT TG_TABLE_NAME, TG_OP, n.organization_id, n.id,
-               dashboard.affected_days(TG_TABLE_NAME, NULL, to_jsonb(n))
-        FROM new_rows n;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO dashboard.change_log (source_table, operation, organization_id, row_id, affected_days)
-        SELECT TG_TABLE_NAME, TG_OP, o.organization_id, o.id,
-               dashboard.affected_days(TG_TABLE_NAME, to_jsonb(o), NULL)
-        FROM old_rows o;
-    ELSE
-        INSERT INTO dashboard.change_log (source_table, operation, organization_id, row_id, affected_days)
-        SELECT TG_TABLE_NAME, TG_OP, COALESCE(n.organization_id, o.organization_id), COALESCE(n.id, o.id),
-               dashboard.affected_days(TG_TABLE_NAME, to_jsonb(o), to_jsonb(n))
-        FROM new_rows n
-        FULL JOIN old_rows o ON o.id = n.id;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        old_versions := ARRAY(SELECT to_jsonb(o) FROM old_rows o);
     END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        new_versions := ARRAY(SELECT to_jsonb(n) FROM new_rows n);
+    END IF;
+    INSERT INTO dashboard.change_log (source_table, operation, organization_id, row_id, affected_days)
+    SELECT TG_TABLE_NAME, TG_OP, a.organization_id, a.row_id, a.affected_days
+    FROM dashboard.affected_days(TG_TABLE_NAME, old_versions, new_versions) a;
     RETURN NULL;
 END
 $$;

@@ -89,3 +89,13 @@ def test_a_bulk_statement_records_every_row_at_once(conn):
     local = ZoneInfo("Pacific/Auckland")
     expected = {(LATE_3_MARCH + dt.timedelta(hours=n)).astimezone(local).date() for n in range(1000)}
     assert count == 1000 and days == len(expected)
+
+
+def test_pruning_deletes_only_processed_old_changes(conn):
+    _order(conn, LATE_3_MARCH)
+    horizon = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0]
+    _order(conn, EARLY_4_MARCH)  # after the horizon: not processed yet
+    conn.execute("UPDATE dashboard.change_log SET changed_at = now() - interval '8 days'")
+    assert conn.execute("SELECT dashboard.prune_change_log(%s::xid8, interval '7 days')", (horizon,)).fetchone()[0] == 1
+    assert conn.execute("SELECT dashboard.prune_change_log(%s::xid8, interval '7 days')", (horizon,)).fetchone()[0] == 0
+    assert len(_log(conn)) == 1
