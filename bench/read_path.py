@@ -20,18 +20,9 @@ from dashboard_assets.rollups.assets import current_state_asset
 
 def measure(url: str, redis_url: str, calls: int) -> dict:
     assert dg.materialize([current_state_asset], resources={"postgres": PostgresResource(database_url=url)}).success
-    with raw_connection(url) as conn:
-        organizations = [str(org) for (org,) in conn.execute("SELECT id FROM organizations ORDER BY id")]
-    today = END_DATE
-    ranges = [
-        (today - dt.timedelta(days=29), today),
-        (today.replace(day=1), today),
-        (today - dt.timedelta(days=today.weekday()), today),
-        (today - dt.timedelta(days=364), today),
-    ]
-    rng = random.Random(1)
-    requests = [(rng.choice(organizations), *rng.choice(ranges)) for _ in range(calls)]
-    as_of = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
+    organizations = organization_ids(url)
+    requests = dashboard_requests(organizations, calls)
+    as_of = dt.datetime.combine(END_DATE, dt.time(12), tzinfo=dt.UTC)
     store = DashboardCache(redis.Redis.from_url(redis_url))
 
     def timed(prepare) -> list[float]:
@@ -45,10 +36,29 @@ def measure(url: str, redis_url: str, calls: int) -> dict:
 
     cold = timed(lambda org, f, t: store.client.delete(store.keys.metrics(org, f, t)))
     cached = timed(lambda org, f, t: None)
-    return {"read_calls": calls, **_summary("cold", cold), **_summary("cached", cached)}
+    return {"read_calls": calls, **summary("cold", cold), **summary("cached", cached)}
 
 
-def _summary(name: str, seconds: list[float]) -> dict:
+def dashboard_requests(organizations: list[str], calls: int) -> list[tuple[str, dt.date, dt.date]]:
+    """The same seeded mix of organizations and dashboard ranges for every
+    benchmark that reads: last 30 days, month, week and year to date."""
+    today = END_DATE
+    ranges = [
+        (today - dt.timedelta(days=29), today),
+        (today.replace(day=1), today),
+        (today - dt.timedelta(days=today.weekday()), today),
+        (today - dt.timedelta(days=364), today),
+    ]
+    rng = random.Random(1)
+    return [(rng.choice(organizations), *rng.choice(ranges)) for _ in range(calls)]
+
+
+def organization_ids(url: str) -> list[str]:
+    with raw_connection(url) as conn:
+        return [str(org) for (org,) in conn.execute("SELECT id FROM organizations ORDER BY id")]
+
+
+def summary(name: str, seconds: list[float]) -> dict:
     ms = sorted(s * 1000 for s in seconds)
     return {
         f"{name}_median_ms": round(statistics.median(ms), 3),
