@@ -30,6 +30,18 @@ def _execute(database_url: str, statement: str, params=None) -> None:
         conn.execute(statement, params)
 
 
+def _before_insert_on_daily_metrics(database_url: str, name: str, body: str) -> None:
+    """A real PostgreSQL trigger on the rollup table, running `body` (PL/pgSQL
+    returning NEW) before each inserted row."""
+    _execute(
+        database_url,
+        f"""
+        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
+        CREATE TRIGGER {name} BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION {name}();
+        """,
+    )
+
+
 def _refresh_then_delete_orders(database_url: str):
     """Refresh DAY, then change the source under it; returns DAY's rows as refreshed."""
     assert materialize_days(database_url, DAY, DAY).success
@@ -68,18 +80,14 @@ def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
 def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
     before = _refresh_then_delete_orders(database_url)
     # A real failure inside the write: the table refuses the third new row.
-    _execute(
+    _before_insert_on_daily_metrics(
         database_url,
+        "fail_third_row",
         """
-        CREATE FUNCTION fail_third_row() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF (SELECT count(*) FROM dashboard.daily_metrics WHERE metric_date = NEW.metric_date) >= 2 THEN
-                RAISE EXCEPTION 'disk full (simulated inside PostgreSQL)';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER fail_third_row BEFORE INSERT ON dashboard.daily_metrics
-            FOR EACH ROW EXECUTE FUNCTION fail_third_row();
+        IF (SELECT count(*) FROM dashboard.daily_metrics WHERE metric_date = NEW.metric_date) >= 2 THEN
+            RAISE EXCEPTION 'disk full (simulated inside PostgreSQL)';
+        END IF;
+        RETURN NEW;
         """,
     )
     result = materialize_days(database_url, DAY, DAY, raise_on_error=False)
@@ -95,15 +103,7 @@ def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
 
 def test_rows_that_do_not_reconcile_fail_the_check_and_are_rolled_back(database_url):
     before = _refresh_then_delete_orders(database_url)
-    _execute(
-        database_url,
-        """
-        CREATE FUNCTION inflate_revenue() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN NEW.revenue := NEW.revenue + 1; RETURN NEW; END $$;
-        CREATE TRIGGER inflate_revenue BEFORE INSERT ON dashboard.daily_metrics
-            FOR EACH ROW EXECUTE FUNCTION inflate_revenue();
-        """,
-    )
+    _before_insert_on_daily_metrics(database_url, "inflate_revenue", "NEW.revenue := NEW.revenue + 1; RETURN NEW;")
     result = materialize_days(database_url, DAY, DAY, raise_on_error=False)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
     failed = checks[("daily_metrics", RECONCILES_WITH_SOURCE)]
@@ -162,20 +162,11 @@ def test_a_dropped_connection_is_retried_and_converges(database_url):
     before = _refresh_then_delete_orders(database_url)
     # The server drops the refreshing connection on its first insert, once (a
     # sequence survives the rollback that follows).
-    _execute(
+    _execute(database_url, "CREATE SEQUENCE drop_once")
+    _before_insert_on_daily_metrics(
         database_url,
-        """
-        CREATE SEQUENCE drop_once;
-        CREATE FUNCTION drop_connection_once() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF nextval('drop_once') = 1 THEN
-                PERFORM pg_terminate_backend(pg_backend_pid());
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER drop_connection_once BEFORE INSERT ON dashboard.daily_metrics
-            FOR EACH ROW EXECUTE FUNCTION drop_connection_once();
-        """,
+        "drop_connection_once",
+        "IF nextval('drop_once') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW;",
     )
     result = materialize_days(database_url, DAY, DAY, assets=[DAILY_METRICS_ASSET])
     assert result.success
