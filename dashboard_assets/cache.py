@@ -97,6 +97,14 @@ class Keys:
             raise InvalidKeyPart(f"activity page must be a whole number from 1, got {page!r}")
         return f"{self.prefix}:activity:{organization_id(org)}:{page}"
 
+    def read_stats(self, hour: str) -> str:
+        """Hash of read outcomes (hit, miss) counted in one UTC hour (YYYYMMDDHH)."""
+        return f"{self.prefix}:stats:reads:{hour}"
+
+    def read_latencies(self, hour: str) -> str:
+        """List of the hour's most recent read latencies in milliseconds."""
+        return f"{self.prefix}:stats:latency_ms:{hour}"
+
     def index(self, org: str) -> str:
         """The sorted set of the organization's keys, scored by expiry time."""
         return f"{self.prefix}:index:{organization_id(org)}"

@@ -10,6 +10,7 @@ from dashboard_assets.automation.freshness import (
 )
 from dashboard_assets.automation.schedules import schedules
 from dashboard_assets.automation.sensors import source_changes_sensor
+from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets.sources import source_table_specs
@@ -18,7 +19,14 @@ defs = dg.Definitions(
     assets=[
         *source_table_specs,
         *with_freshness(
-            [*daily_rollup_assets, current_state_asset, *analytics_assets, customer_acquisition_cost, dashboard_cache]
+            [
+                *daily_rollup_assets,
+                current_state_asset,
+                *analytics_assets,
+                customer_acquisition_cost,
+                dashboard_cache,
+                dashboard_health,
+            ]
         ),
     ],
     asset_checks=partition_freshness_checks,

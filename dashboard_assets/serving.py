@@ -10,6 +10,7 @@ cached with its TTL. With Redis down it still answers from PostgreSQL.
 
 import datetime as dt
 import logging
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis
 
 from dashboard_assets import cache
 from dashboard_assets.db import fetch_one, load_sql, raw_connection, snapshot
+from dashboard_assets.read_stats import record_read
 from dashboard_assets.rollups.refresh import query_params
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,12 @@ def dashboard_metrics(
 ) -> dict[str, Any]:
     """Full metrics for [date_from, date_to]: from Redis, else computed and cached."""
     org, date_from, date_to = validate_request(org, date_from, date_to)
+    began = time.perf_counter()
     key = dashboard_cache.keys.metrics(org, date_from, date_to) if dashboard_cache else None
     if dashboard_cache:
         try:
             if (cached := dashboard_cache.get(key)) is not None:
+                _record(dashboard_cache, "hit", began)
                 return cached
         except redis.RedisError as error:
             log.warning("Redis unavailable, reading from PostgreSQL: %s", error)
@@ -74,9 +78,14 @@ def dashboard_metrics(
     if dashboard_cache:
         try:
             dashboard_cache.write([cache.Entry(org, key, value, cache.TTL_SECONDS["metrics"])])
+            _record(dashboard_cache, "miss", began)
         except redis.RedisError as error:
             log.warning("Redis unavailable, answer not cached: %s", error)
     return value
+
+
+def _record(dashboard_cache: cache.DashboardCache, outcome: str, began: float) -> None:
+    record_read(dashboard_cache, outcome, time.perf_counter() - began)
 
 
 def organization_today(conn: psycopg.Connection, org: str, as_of: dt.datetime | None = None) -> dt.date:

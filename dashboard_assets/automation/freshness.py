@@ -24,6 +24,7 @@ FRESHNESS_WINDOWS = {
     "conversion_funnel_90d": (30 * MINUTE, HOUR),
     "target_progress": (30 * MINUTE, HOUR),
     "dashboard_cache": (30 * MINUTE, HOUR),
+    "dashboard_health": (30 * MINUTE, HOUR),
     "daily_warranty": (2 * HOUR, 3 * HOUR),
     "revenue_trend_12m": (26 * HOUR, 30 * HOUR),
     "kwh_trend_12m": (26 * HOUR, 30 * HOUR),

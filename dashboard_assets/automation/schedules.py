@@ -65,6 +65,8 @@ schedules = [
     plain_schedule("live_charts_every_15_minutes", "*/15 * * * *",
                    ["product_mix_30d", "conversion_funnel_90d", "target_progress", "dashboard_cache"],
                    "Product mix, funnel, target progress and the warmed read-path ranges."),
+    plain_schedule("health_every_15_minutes", "*/15 * * * *", ["dashboard_health"],
+                   "Cache hit rate, read latency and rollup refresh ages, with their checks."),
     recent_days_schedule("warranty_hourly", "0 * * * *", ["daily_warranty"],
                          "Yesterday's and today's partitions of the warranty rollup."),
     plain_schedule("nightly_charts_at_2am", "0 2 * * *",

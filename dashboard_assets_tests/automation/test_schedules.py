@@ -14,6 +14,7 @@ EXPECTED = {  # name -> (cron, assets)
     "live_charts_every_15_minutes": ("*/15 * * * *",
                                      {"product_mix_30d", "conversion_funnel_90d", "target_progress", "dashboard_cache"}),
     "warranty_hourly": ("0 * * * *", {"daily_warranty"}),
+    "health_every_15_minutes": ("*/15 * * * *", {"dashboard_health"}),
     "nightly_charts_at_2am": ("0 2 * * *", {"revenue_trend_12m", "kwh_trend_12m", "yoy_comparison", "dashboard_cache"}),
     "lifetime_value_weekly": ("0 3 * * 0", {"customer_lifetime_value"}),
     "customer_acquisition_weekly": ("0 3 * * 0", {"customer_acquisition_cost"}),
