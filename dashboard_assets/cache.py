@@ -168,7 +168,10 @@ class DashboardCache:
         return self._delete(index, keys) if keys else 0
 
     def _delete(self, index: str, keys: list[bytes]) -> int:
+        """One DEL per key (keys of one organization hash to different Redis
+        Cluster slots, so a multi-key DEL would fail there), one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(*keys)
+        for key in keys:
+            pipe.delete(key)
         pipe.zrem(index, *keys)
-        return pipe.execute()[0]
+        return sum(pipe.execute()[:-1])
