@@ -3,7 +3,8 @@
 For each organization count it loads 730 days of generated data into an
 embedded PostgreSQL and runs the benchmarks asked for (default: all):
 `backfill` (730-day single-run backfill, one changed day, query plans),
-`read` (read-path latency, cold and cached), `capture` (what the change
+`read` (read-path latency, cold and cached, and 50 and 500 concurrent
+users), `capture` (what the change
 triggers cost a bulk insert of 100,000 order items) and `baseline` (the design
 document's materialized views and live query, and their error). `baseline`
 compares with the rollups, so it runs after `backfill`. Results go to
@@ -21,7 +22,7 @@ from bench.common import RESULTS_DIR, ROOT, START_DATE, STATE_DIR, machine
 os.environ["DASHBOARD_HISTORY_START"] = START_DATE.isoformat()
 os.environ.update({"DAGSTER_EVENT_BATCH_SIZE": "1000", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"})
 
-from bench import backfill, baseline, change_capture, read_path  # noqa: E402
+from bench import backfill, baseline, change_capture, concurrency, read_path  # noqa: E402
 from bench.common import generated_database  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
 
@@ -49,6 +50,8 @@ def main() -> None:
                 scale |= backfill.measure(server, url, orgs, args.repeat)
             if "read" in args.benchmarks:
                 scale |= read_path.measure(url, redis_server.url, args.calls)
+                for users in (50, 500):
+                    scale |= concurrency.measure(url, redis_server.url, users)
             if "capture" in args.benchmarks:
                 scale |= change_capture.measure(url, args.repeat)
             if "baseline" in args.benchmarks:
