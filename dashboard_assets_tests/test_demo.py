@@ -53,7 +53,7 @@ def test_demo_backfills_everything_in_one_run_and_stops_its_servers():
         assert inspect.returncode == 0, inspect.stderr[-3000:]
         recorded = json.loads(inspect.stdout.strip().splitlines()[-1])
         # one ranged run for every daily partition, one for the snapshot, one for
-        # the charts, analytics and cache warming, one ranged run for every week
+        # the charts, analytics, cache warming and health, one ranged run for every week
         assert recorded["runs"] == 4
         for key in ["daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs"]:
             assert recorded[key] == 20  # --days 20
