@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
@@ -591,7 +592,10 @@ def _copy(conn: psycopg.Connection, table: str, columns: dict[str, np.ndarray]) 
     for name in names[1:]:
         rows = rows + "\t" + columns[name]
     rows = rows + "\n"
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, names))
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.write("".join(rows.tolist()))
     return len(rows)
 
