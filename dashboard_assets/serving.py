@@ -99,10 +99,17 @@ def organization_today(conn: psycopg.Connection, org: str, as_of: dt.datetime | 
 
 
 def compute_metrics(
-    conn: psycopg.Connection, org: str, date_from: dt.date, date_to: dt.date, *, as_of: dt.datetime | None = None
+    conn: psycopg.Connection,
+    org: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    *,
+    as_of: dt.datetime | None = None,
+    today: dt.date | None = None,
 ) -> dict[str, Any]:
-    """Full metrics computed from PostgreSQL (no cache), on one connection."""
-    today = organization_today(conn, org, as_of)
+    """Full metrics computed from PostgreSQL (no cache), on one connection.
+    `today` is the organization's local date at `as_of`, looked up when not given."""
+    today = today or organization_today(conn, org, as_of)
     past_to = min(date_to, today - dt.timedelta(days=1))
     totals = {"revenue": Decimal(0), "kwh_deployed": Decimal(0), "delivered_orders": 0,
               "warranty_claims": 0, "won_count": 0, "closed_opportunities": 0}
