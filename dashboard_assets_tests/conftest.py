@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 
 # Partitions are defined at import time from the environment: pin the history
 # to the generated data before anything imports the code location.
@@ -27,6 +28,12 @@ TEMPLATE_DATABASE = "generated_template"
 GENERATION = {"orgs": 5, "days": (HISTORY_END - HISTORY_START).days + 1, "seed": 7, "end_date": HISTORY_END, "scale": 0.2}
 
 _database_numbers = itertools.count()
+
+# Property-based examples each clone and refresh a database (about 2 s): a
+# dozen in the suite; `pytest --hypothesis-profile thorough` runs 300.
+settings.register_profile("suite", max_examples=12, deadline=None)
+settings.register_profile("thorough", max_examples=300, deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")

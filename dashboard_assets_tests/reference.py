@@ -81,6 +81,17 @@ def _dsum(values) -> Decimal:
     return sum((_dec(v) for v in values), Decimal(0))
 
 
+def _links(frame: pd.DataFrame, column: str) -> pd.MultiIndex:
+    """(organization_id, ``column``) of each row: rows refer to one another only
+    within their organization, so a reference into another tenant matches nothing."""
+    return pd.MultiIndex.from_arrays([frame["organization_id"], frame[column]])
+
+
+def _by_link(frame: pd.DataFrame, column: str, value: str) -> pd.Series:
+    """Exact Decimal sum of ``value`` per (organization_id, ``column``)."""
+    return frame.groupby(["organization_id", column])[value].agg(_dsum)
+
+
 def _ratio(numerators: pd.Series, denominators: pd.Series) -> pd.Series:
     """Element-wise numerator / denominator, None (not NaN) where the denominator is 0."""
     values = [n / d if d else None for n, d in zip(numerators, denominators)]
@@ -168,26 +179,30 @@ def _kwh_completions(src: Sources) -> pd.DataFrame:
 
     kWh is the sum over the order's battery items of quantity × capacity_kwh.
     """
-    capacity = src.products.loc[src.products["category"] == "battery"].set_index("id")["specifications"].map(_capacity_kwh)
-    items = src.order_items[src.order_items["product_id"].isin(capacity.index)]
+    batteries = src.products.loc[src.products["category"] == "battery"]
+    capacity = pd.Series(batteries["specifications"].map(_capacity_kwh).values, index=_links(batteries, "id"))
+    items = src.order_items[_links(src.order_items, "product_id").isin(capacity.index)]
     item_kwh = pd.Series(
-        [int(q) * capacity[p] for q, p in zip(items["quantity"], items["product_id"])],
-        index=items.index,
+        [int(q) * capacity[link] for q, link in zip(items["quantity"], _links(items, "product_id"))],
+        index=_links(items, "order_id"),
         dtype=object,
     )
-    kwh_by_order = item_kwh.groupby(items["order_id"]).agg(_dsum)
+    kwh_by_order = item_kwh.groupby(level=[0, 1]).agg(_dsum)
 
     jobs = src.jobs
     completed = jobs[(jobs["status"] == "completed") & jobs["completed_at"].notna()]
-    first_completion = pd.to_datetime(completed["completed_at"], utc=True).groupby(completed["order_id"]).min()
+    completed_at = pd.Series(pd.to_datetime(completed["completed_at"], utc=True).values, index=_links(completed, "order_id"))
+    first_completion = completed_at.groupby(level=[0, 1]).min()
 
-    orders = src.orders[src.orders["id"].isin(first_completion.index)]
+    orders = src.orders[_links(src.orders, "id").isin(first_completion.index)]
+    order_links = _links(orders, "id")
     return pd.DataFrame(
         {
             "organization_id": orders["organization_id"],
-            "first_completed_at": orders["id"].map(first_completion),
-            "kwh": orders["id"].map(kwh_by_order).map(_dec),
-        }
+            "first_completed_at": first_completion.reindex(order_links).values,
+            "kwh": kwh_by_order.reindex(order_links).map(_dec).values,
+        },
+        index=orders.index,
     )
 
 
@@ -196,8 +211,8 @@ def daily_metrics(src: Sources, start: date, end: date) -> pd.DataFrame:
     grid = _grid(src, start, end)
     orders = _on_days(src, src.orders, "created_at", start, end)
     delivered = orders[orders["status"] == "delivered"]
-    revenue_by_order = src.order_items.groupby("order_id")["line_total"].agg(_dsum)
-    delivered = delivered.assign(revenue=delivered["id"].map(revenue_by_order))
+    revenue_by_order = _by_link(src.order_items, "order_id", "line_total")
+    delivered = delivered.assign(revenue=revenue_by_order.reindex(_links(delivered, "id")).values)
     completions = _on_days(src, _kwh_completions(src), "first_completed_at", start, end)
     active_customers = orders.groupby(KEYS)["customer_id"].nunique()
     return _frame(
@@ -269,8 +284,8 @@ def daily_jobs(src: Sources, start: date, end: date) -> pd.DataFrame:
     """``dashboard.daily_jobs``: jobs by created_at day, with their time entries' hours."""
     grid = _grid(src, start, end)
     jobs = _on_days(src, src.jobs, "created_at", start, end)
-    hours_by_job = src.job_time_entries.groupby("job_id")["hours"].agg(_dsum)
-    jobs = jobs.assign(hours=jobs["id"].map(hours_by_job))
+    hours_by_job = _by_link(src.job_time_entries, "job_id", "hours")
+    jobs = jobs.assign(hours=hours_by_job.reindex(_links(jobs, "id")).values)
     total_jobs = _count(grid, jobs)
     total_hours = _sum(grid, jobs, "hours")
     columns = {"total_jobs": total_jobs}
