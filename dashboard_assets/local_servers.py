@@ -57,13 +57,13 @@ class LocalPostgres:
 
 
 class LocalRedis:
-    """A redis-server on a free loopback port, without persistence, and with
-    AUTH when a password is given."""
+    """A redis-server on a loopback port (a free one unless given), without
+    persistence, and with AUTH when a password is given."""
 
-    def __init__(self, work_dir: Path, password: str | None = None):
+    def __init__(self, work_dir: Path, password: str | None = None, port: int | None = None):
         work_dir = work_dir.resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = port or free_port()
         self._password = password
         auth = ["--requirepass", password] if password else []
         self._process = subprocess.Popen(
@@ -111,7 +111,7 @@ class LocalRedis:
                 self._process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -13,9 +13,14 @@ from dashboard_assets import cache, settings
 from dashboard_assets.analytics.publish import parse_as_of, payload_query, publish, replace_table
 from dashboard_assets.db import load_sql, raw_connection, snapshot
 from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.retries import POSTGRES_ERRORS, REDIS_ERRORS, retried_on
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
 from dashboard_assets.serving import compute_metrics, organization_today
 from dashboard_assets.sources import OWNER, source_key
+
+# Either server out of reach: the step is retried. Tables are replaced and
+# keys overwritten, so a retry after a partial publish is harmless.
+UNREACHABLE = POSTGRES_ERRORS + REDIS_ERRORS
 
 _SQL = "dashboard_assets.analytics.sql"
 DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY, _ = (dg.AssetKey(r.name) for r in DAILY_ROLLUPS)
@@ -133,23 +138,24 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
     def _analytics(
         context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
     ) -> dg.MaterializeResult:
-        params = {"as_of": parse_as_of(config.as_of)}
-        rows = replace_table(
-            spec.query(),
-            params,
-            source_url=postgres.source_url if spec.reads_source else postgres.database_url,
-            target_url=postgres.database_url,
-            table=spec.name,
-        )
-        dashboard_cache = redis.cache()
-        keys = publish(
-            payload_query(spec.name),
-            {},
-            database_url=postgres.database_url,
-            cache=dashboard_cache,
-            key=lambda org: spec.redis_key(dashboard_cache.keys, org),
-            ttl_seconds=cache.TTL_SECONDS[spec.name],
-        )
+        with retried_on(UNREACHABLE, context):
+            params = {"as_of": parse_as_of(config.as_of)}
+            rows = replace_table(
+                spec.query(),
+                params,
+                source_url=postgres.source_url if spec.reads_source else postgres.database_url,
+                target_url=postgres.database_url,
+                table=spec.name,
+            )
+            dashboard_cache = redis.cache()
+            keys = publish(
+                payload_query(spec.name),
+                {},
+                database_url=postgres.database_url,
+                cache=dashboard_cache,
+                key=lambda org: spec.redis_key(dashboard_cache.keys, org),
+                ttl_seconds=cache.TTL_SECONDS[spec.name],
+            )
         context.log.info(f"{spec.name}: {rows} organizations stored, {keys} Redis keys written")
         return dg.MaterializeResult(metadata={"organizations": rows, "redis_keys_written": keys})
 
@@ -185,26 +191,27 @@ def customer_acquisition_cost(
     """Customer acquisition cost per organization and week (Monday start): marketing spend, customers
     acquired and spend per new customer, in `dashboard.weekly_customer_acquisition` (weekly partitions,
     so past weeks can be backfilled); Redis `dashboard:analytics:{org}:cac` holds the last 12 weeks, 7 days."""
-    key_range = context.partition_key_range
-    params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
-              "as_of": parse_as_of(config.as_of)}
-    rows = replace_table(
-        load_sql(_SQL, "weekly_customer_acquisition.sql"),
-        params,
-        source_url=postgres.source_url,
-        target_url=postgres.database_url,
-        table="weekly_customer_acquisition",
-        where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
-    )
-    dashboard_cache = redis.cache()
-    keys = publish(
-        load_sql(_SQL, "customer_acquisition_cost.sql"),
-        params,
-        database_url=postgres.database_url,
-        cache=dashboard_cache,
-        key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
-        ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
-    )
+    with retried_on(UNREACHABLE, context):
+        key_range = context.partition_key_range
+        params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
+                  "as_of": parse_as_of(config.as_of)}
+        rows = replace_table(
+            load_sql(_SQL, "weekly_customer_acquisition.sql"),
+            params,
+            source_url=postgres.source_url,
+            target_url=postgres.database_url,
+            table="weekly_customer_acquisition",
+            where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
+        )
+        dashboard_cache = redis.cache()
+        keys = publish(
+            load_sql(_SQL, "customer_acquisition_cost.sql"),
+            params,
+            database_url=postgres.database_url,
+            cache=dashboard_cache,
+            key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
+            ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
+        )
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
                   "redis_keys_written": keys}
@@ -239,27 +246,28 @@ def dashboard_cache(
     today, this_week (Monday start), this_month and last_30_days under `dashboard:{org}:{from}:{to}`, and
     `dashboard:summary:{org}` (month to date beside the previous month), 5 min. In a run the change sensor
     requested, only the changed organizations: their cached read-path values are invalidated first."""
-    as_of = parse_as_of(config.as_of)
-    store = redis.cache()
-    entries = []
-    changed = context.run.tags.get(ORGANIZATIONS_TAG)
-    with raw_connection(postgres.database_url) as conn, snapshot(conn):
-        if changed:
-            organizations = [cache.organization_id(org) for org in changed.split(",")]
-            invalidated = sum(store.invalidate_metrics(org) for org in organizations)
-            context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
-        else:
-            organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
-                                                                 {"as_of": as_of})]
-        for org in organizations:
-            today = organization_today(conn, org, as_of)
-            for date_from, date_to in warmed_ranges(today).values():
-                value = compute_metrics(conn, org, date_from, date_to, as_of=as_of, today=today)
-                entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
-                                           cache.TTL_SECONDS["metrics"]))
-            entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
-                                       cache.TTL_SECONDS["summary"]))
-    written = store.write(entries)
+    with retried_on(UNREACHABLE, context):
+        as_of = parse_as_of(config.as_of)
+        store = redis.cache()
+        entries = []
+        changed = context.run.tags.get(ORGANIZATIONS_TAG)
+        with raw_connection(postgres.database_url) as conn, snapshot(conn):
+            if changed:
+                organizations = [cache.organization_id(org) for org in changed.split(",")]
+                invalidated = sum(store.invalidate_metrics(org) for org in organizations)
+                context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
+            else:
+                organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
+                                                                     {"as_of": as_of})]
+            for org in organizations:
+                today = organization_today(conn, org, as_of)
+                for date_from, date_to in warmed_ranges(today).values():
+                    value = compute_metrics(conn, org, date_from, date_to, as_of=as_of, today=today)
+                    entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
+                                               cache.TTL_SECONDS["metrics"]))
+                entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
+                                           cache.TTL_SECONDS["summary"]))
+        written = store.write(entries)
     context.log.info(f"warmed {written} keys for {len(organizations)} organizations")
     return dg.MaterializeResult(metadata={"organizations": len(organizations), "redis_keys_written": written})
 

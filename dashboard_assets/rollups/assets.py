@@ -5,11 +5,10 @@ import datetime as dt
 import warnings
 
 import dagster as dg
-import psycopg
-import sqlalchemy as sa
 
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource
+from dashboard_assets.retries import POSTGRES_ERRORS, retried_on
 from dashboard_assets.rollups.refresh import RefreshResult, Rollup, refresh
 from dashboard_assets.sources import OWNER, source_key
 
@@ -21,11 +20,6 @@ RECONCILES_WITH_SOURCE = "reconciles_with_source"
 # Refreshes that read the source share a concurrency pool (its limit is set in
 # dagster.yaml), so that backfills cannot starve the operational database.
 SOURCE_DATABASE_POOL = "source_database"
-# A dropped connection, a failover, a deadlock or a serialization failure is
-# retried with growing pauses; any other error fails the run at once.
-TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.TransactionRollback, sa.exc.OperationalError)
-MAX_RETRIES = 3
-FIRST_RETRY_SECONDS = 5
 VALUES_ARE_POSSIBLE = "values_are_possible"
 
 DAILY_ROLLUPS = (
@@ -117,14 +111,10 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
         if rollup.daily:
             key_range = context.partition_key_range
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
-        try:
+        with retried_on(POSTGRES_ERRORS, context):
             result = refresh(
                 rollup, source_url=postgres.source_url, target_url=postgres.database_url, start=start, end=end
             )
-        except TRANSIENT_ERRORS as error:
-            wait = FIRST_RETRY_SECONDS * 2**context.retry_number
-            context.log.warning(f"transient database error, retrying in {wait} s: {error}")
-            raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
         days = f" for {start}..{end}" if rollup.daily else ""
         context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days} in {result.seconds:.2f} s")
         return dg.MaterializeResult(

@@ -1,0 +1,32 @@
+"""Retrying a step whose server is briefly out of reach."""
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+import psycopg
+import redis
+import sqlalchemy as sa
+
+# A dropped connection, a failover, a deadlock or a serialization failure.
+POSTGRES_ERRORS = (psycopg.OperationalError, psycopg.errors.TransactionRollback, sa.exc.OperationalError)
+# Redis refusing connections, restarting (loading its data) or not answering.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+MAX_RETRIES = 3
+FIRST_RETRY_SECONDS = 5
+
+
+@contextlib.contextmanager
+def retried_on(errors: tuple[type[BaseException], ...], context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Turn one of `errors` into a retry of the step after 5, 10 and 20 s,
+    logged as a warning; any other error, or the fourth failure, fails the
+    step. What the step wrote before the error stays, so steps retried this
+    way must be idempotent (they replace, never append)."""
+    try:
+        yield
+    except errors as error:
+        wait = FIRST_RETRY_SECONDS * 2**context.retry_number
+        context.log.warning(
+            f"{type(error).__name__}, retry {context.retry_number + 1} of {MAX_RETRIES} in {wait} s: {error}"
+        )
+        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
