@@ -1,4 +1,4 @@
-"""Credentials and tenants: Redis AUTH works end to end, credentials never
+"""Credentials and tenants: Redis AUTH and TLS work end to end, credentials never
 reach a run's events, logs or metadata, and one organization's read never
 returns another's cached value."""
 
@@ -7,6 +7,7 @@ import json
 
 import dagster as dg
 import psycopg
+import pytest
 import redis
 from psycopg import sql
 
@@ -18,6 +19,7 @@ from dashboard_assets.local_servers import LocalRedis
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
+from dashboard_assets_tests.tls import TlsTerminator
 
 DAY = dt.date(2025, 3, 3)
 REDIS_PASSWORD = "r3dis-S3CRET-pw"
@@ -79,3 +81,34 @@ def test_one_organizations_read_never_returns_anothers_cached_value(database_url
     cached = json.loads(store.client.get(store.keys.metrics(second, DAY, DAY)))
     assert cached["organization_id"] == second
     assert serving.dashboard_metrics(second, DAY, DAY, database_url=database_url, dashboard_cache=store) == cached
+
+
+def test_rediss_urls_verify_the_certificate_and_carry_auth(database_url, tmp_path):
+    """`rediss://` with the CA given in the URL: the pipeline publishes and the
+    read path caches over TLS with AUTH; a client that does not trust the
+    certificate never talks to Redis, and the read path answers from PostgreSQL."""
+    server = LocalRedis(tmp_path / "redis", password=REDIS_PASSWORD)
+    terminator = TlsTerminator(server.port, tmp_path / "ca.pem")
+    try:
+        tls_url = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{terminator.port}/0"
+        trusted = f"{tls_url}?ssl_cert_reqs=required&ssl_ca_certs={tmp_path / 'ca.pem'}"
+        resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=trusted)}
+        assert dg.materialize([current_state_asset, *analytics_assets], resources=resources).success
+        plaintext = DashboardCache(redis.Redis.from_url(server.url))
+        org = _organizations(database_url)[0]
+        assert plaintext.get(plaintext.keys.targets(org)) is not None  # published through TLS
+
+        over_tls = RedisResource(url=trusted).cache()
+        first = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=over_tls)
+        assert plaintext.client.exists(plaintext.keys.metrics(org, DAY, DAY))
+        assert serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=over_tls) == first
+
+        untrusting = DashboardCache(redis.Redis.from_url(f"{tls_url}?ssl_cert_reqs=required"))
+        with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusting.client.ping()
+        fallback = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=untrusting)
+        assert {k: v for k, v in fallback.items() if k != "computed_at"} == {
+            k: v for k, v in first.items() if k != "computed_at"}
+    finally:
+        terminator.close()
+        server.stop()
