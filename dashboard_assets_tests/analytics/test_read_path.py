@@ -85,8 +85,11 @@ def test_hit_miss_and_redis_down_give_identical_answers(served, tmp_path_factory
     ],
 )
 def test_malformed_requests_are_refused(served, org, date_from, date_to, message):
+    store = DashboardCache(redis.Redis.from_url(served.redis_url))
+    keys_before = set(store.client.keys())
     with pytest.raises(serving.InvalidRequest, match=message):
-        serving.dashboard_metrics(org, date_from, date_to, database_url=served.database_url, dashboard_cache=None)
+        serving.dashboard_metrics(org, date_from, date_to, database_url=served.database_url, dashboard_cache=store)
+    assert set(store.client.keys()) == keys_before  # refused before touching Redis
 
 
 def test_an_unknown_organization_is_refused(served):
