@@ -1,7 +1,7 @@
 """Retrying a step whose server is briefly out of reach."""
 
-import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable
 
 import dagster as dg
 import psycopg
@@ -16,17 +16,25 @@ MAX_RETRIES = 3
 FIRST_RETRY_SECONDS = 5
 
 
-@contextlib.contextmanager
-def retried_on(errors: tuple[type[BaseException], ...], context: dg.AssetExecutionContext) -> Iterator[None]:
-    """Turn one of `errors` into a retry of the step after 5, 10 and 20 s,
-    logged as a warning; any other error, or the fourth failure, fails the
-    step. What the step wrote before the error stays, so steps retried this
-    way must be idempotent (they replace, never append)."""
-    try:
-        yield
-    except errors as error:
-        wait = FIRST_RETRY_SECONDS * 2**context.retry_number
-        context.log.warning(
-            f"{type(error).__name__}, retry {context.retry_number + 1} of {MAX_RETRIES} in {wait} s: {error}"
-        )
-        raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
+def retried_on(*errors: type[BaseException]) -> Callable[[Callable], Callable]:
+    """Decorates an asset's compute function (under `@dg.asset`): one of
+    `errors` becomes a retry of the step after 5, 10 and 20 s, logged as a
+    warning; any other error, or the fourth failure, fails the step. What the
+    step wrote before the error stays, so steps retried this way must be
+    idempotent (they replace, never append)."""
+
+    def decorate(compute: Callable) -> Callable:
+        @functools.wraps(compute)
+        def compute_with_retries(context: dg.AssetExecutionContext, *args, **kwargs):
+            try:
+                return compute(context, *args, **kwargs)
+            except errors as error:
+                wait = FIRST_RETRY_SECONDS * 2**context.retry_number
+                context.log.warning(
+                    f"{type(error).__name__}, retry {context.retry_number + 1} of {MAX_RETRIES} in {wait} s: {error}"
+                )
+                raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
+
+        return compute_with_retries
+
+    return decorate

@@ -20,7 +20,7 @@ from dashboard_assets.sources import OWNER, source_key
 
 # Either server out of reach: the step is retried. Tables are replaced and
 # keys overwritten, so a retry after a partial publish is harmless.
-UNREACHABLE = POSTGRES_ERRORS + REDIS_ERRORS
+retried_when_unreachable = retried_on(*POSTGRES_ERRORS, *REDIS_ERRORS)
 
 _SQL = "dashboard_assets.analytics.sql"
 DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY, _ = (dg.AssetKey(r.name) for r in DAILY_ROLLUPS)
@@ -135,27 +135,27 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
         owners=[OWNER],
         deps=list(spec.deps),
     )
+    @retried_when_unreachable
     def _analytics(
         context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
     ) -> dg.MaterializeResult:
-        with retried_on(UNREACHABLE, context):
-            params = {"as_of": parse_as_of(config.as_of)}
-            rows = replace_table(
-                spec.query(),
-                params,
-                source_url=postgres.source_url if spec.reads_source else postgres.database_url,
-                target_url=postgres.database_url,
-                table=spec.name,
-            )
-            dashboard_cache = redis.cache()
-            keys = publish(
-                payload_query(spec.name),
-                {},
-                database_url=postgres.database_url,
-                cache=dashboard_cache,
-                key=lambda org: spec.redis_key(dashboard_cache.keys, org),
-                ttl_seconds=cache.TTL_SECONDS[spec.name],
-            )
+        params = {"as_of": parse_as_of(config.as_of)}
+        rows = replace_table(
+            spec.query(),
+            params,
+            source_url=postgres.source_url if spec.reads_source else postgres.database_url,
+            target_url=postgres.database_url,
+            table=spec.name,
+        )
+        dashboard_cache = redis.cache()
+        keys = publish(
+            payload_query(spec.name),
+            {},
+            database_url=postgres.database_url,
+            cache=dashboard_cache,
+            key=lambda org: spec.redis_key(dashboard_cache.keys, org),
+            ttl_seconds=cache.TTL_SECONDS[spec.name],
+        )
         context.log.info(f"{spec.name}: {rows} organizations stored, {keys} Redis keys written")
         return dg.MaterializeResult(metadata={"organizations": rows, "redis_keys_written": keys})
 
@@ -185,33 +185,33 @@ weekly_partitions_def = dg.WeeklyPartitionsDefinition(
     partitions_def=weekly_partitions_def,
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
+@retried_when_unreachable
 def customer_acquisition_cost(
     context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
 ) -> dg.MaterializeResult:
     """Customer acquisition cost per organization and week (Monday start): marketing spend, customers
     acquired and spend per new customer, in `dashboard.weekly_customer_acquisition` (weekly partitions,
     so past weeks can be backfilled); Redis `dashboard:analytics:{org}:cac` holds the last 12 weeks, 7 days."""
-    with retried_on(UNREACHABLE, context):
-        key_range = context.partition_key_range
-        params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
-                  "as_of": parse_as_of(config.as_of)}
-        rows = replace_table(
-            load_sql(_SQL, "weekly_customer_acquisition.sql"),
-            params,
-            source_url=postgres.source_url,
-            target_url=postgres.database_url,
-            table="weekly_customer_acquisition",
-            where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
-        )
-        dashboard_cache = redis.cache()
-        keys = publish(
-            load_sql(_SQL, "customer_acquisition_cost.sql"),
-            params,
-            database_url=postgres.database_url,
-            cache=dashboard_cache,
-            key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
-            ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
-        )
+    key_range = context.partition_key_range
+    params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
+              "as_of": parse_as_of(config.as_of)}
+    rows = replace_table(
+        load_sql(_SQL, "weekly_customer_acquisition.sql"),
+        params,
+        source_url=postgres.source_url,
+        target_url=postgres.database_url,
+        table="weekly_customer_acquisition",
+        where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
+    )
+    dashboard_cache = redis.cache()
+    keys = publish(
+        load_sql(_SQL, "customer_acquisition_cost.sql"),
+        params,
+        database_url=postgres.database_url,
+        cache=dashboard_cache,
+        key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
+        ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
+    )
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
                   "redis_keys_written": keys}
@@ -239,6 +239,7 @@ def warmed_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
     deps=[DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY, CURRENT_STATE_KEY,
           *(source_key(t) for t in ("orders", "order_items", "jobs", "opportunities", "warranty_claims"))],
 )
+@retried_when_unreachable
 def dashboard_cache(
     context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
 ) -> dg.MaterializeResult:
@@ -246,28 +247,27 @@ def dashboard_cache(
     today, this_week (Monday start), this_month and last_30_days under `dashboard:{org}:{from}:{to}`, and
     `dashboard:summary:{org}` (month to date beside the previous month), 5 min. In a run the change sensor
     requested, only the changed organizations: their cached read-path values are invalidated first."""
-    with retried_on(UNREACHABLE, context):
-        as_of = parse_as_of(config.as_of)
-        store = redis.cache()
-        entries = []
-        changed = context.run.tags.get(ORGANIZATIONS_TAG)
-        with raw_connection(postgres.database_url) as conn, snapshot(conn):
-            if changed:
-                organizations = [cache.organization_id(org) for org in changed.split(",")]
-                invalidated = sum(store.invalidate_metrics(org) for org in organizations)
-                context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
-            else:
-                organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
-                                                                     {"as_of": as_of})]
-            for org in organizations:
-                today = organization_today(conn, org, as_of)
-                for date_from, date_to in warmed_ranges(today).values():
-                    value = compute_metrics(conn, org, date_from, date_to, as_of=as_of, today=today)
-                    entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
-                                               cache.TTL_SECONDS["metrics"]))
-                entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
-                                           cache.TTL_SECONDS["summary"]))
-        written = store.write(entries)
+    as_of = parse_as_of(config.as_of)
+    store = redis.cache()
+    entries = []
+    changed = context.run.tags.get(ORGANIZATIONS_TAG)
+    with raw_connection(postgres.database_url) as conn, snapshot(conn):
+        if changed:
+            organizations = [cache.organization_id(org) for org in changed.split(",")]
+            invalidated = sum(store.invalidate_metrics(org) for org in organizations)
+            context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
+        else:
+            organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
+                                                                 {"as_of": as_of})]
+        for org in organizations:
+            today = organization_today(conn, org, as_of)
+            for date_from, date_to in warmed_ranges(today).values():
+                value = compute_metrics(conn, org, date_from, date_to, as_of=as_of, today=today)
+                entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
+                                           cache.TTL_SECONDS["metrics"]))
+            entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
+                                       cache.TTL_SECONDS["summary"]))
+    written = store.write(entries)
     context.log.info(f"warmed {written} keys for {len(organizations)} organizations")
     return dg.MaterializeResult(metadata={"organizations": len(organizations), "redis_keys_written": written})
 

@@ -106,15 +106,15 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
             ),
         ],
     )
+    @retried_on(*POSTGRES_ERRORS)
     def _rollup(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         start = end = None
         if rollup.daily:
             key_range = context.partition_key_range
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
-        with retried_on(POSTGRES_ERRORS, context):
-            result = refresh(
-                rollup, source_url=postgres.source_url, target_url=postgres.database_url, start=start, end=end
-            )
+        result = refresh(
+            rollup, source_url=postgres.source_url, target_url=postgres.database_url, start=start, end=end
+        )
         days = f" for {start}..{end}" if rollup.daily else ""
         context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days} in {result.seconds:.2f} s")
         return dg.MaterializeResult(
