@@ -10,6 +10,7 @@ import redis
 from bench.read_path import dashboard_requests, organization_ids
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
+from dashboard_assets.read_stats import percentile
 
 READS = 20_000
 
@@ -43,14 +44,11 @@ def measure(url: str, redis_url: str, users: int) -> dict:
     wall = time.perf_counter() - began
     ms = sorted(s * 1000 for per_user in latencies for s in per_user)
 
-    def percentile(p: float) -> float:
-        return round(ms[max(0, int(len(ms) * p) - 1)], 3)
-
     return {
         f"users_{users}_reads": len(ms),
         f"users_{users}_reads_per_second": round(len(ms) / wall),
-        f"users_{users}_p50_ms": percentile(0.50),
-        f"users_{users}_p95_ms": percentile(0.95),
-        f"users_{users}_p99_ms": percentile(0.99),
+        f"users_{users}_p50_ms": percentile(ms, 0.50),
+        f"users_{users}_p95_ms": percentile(ms, 0.95),
+        f"users_{users}_p99_ms": percentile(ms, 0.99),
         f"users_{users}_errors": sum(errors),
     }

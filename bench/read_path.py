@@ -14,6 +14,7 @@ from bench.common import END_DATE
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import raw_connection
+from dashboard_assets.read_stats import percentile
 from dashboard_assets.resources import PostgresResource
 from dashboard_assets.rollups.assets import current_state_asset
 
@@ -62,5 +63,5 @@ def summary(name: str, seconds: list[float]) -> dict:
     ms = sorted(s * 1000 for s in seconds)
     return {
         f"{name}_median_ms": round(statistics.median(ms), 3),
-        f"{name}_p99_ms": round(ms[int(len(ms) * 0.99) - 1], 3),
+        f"{name}_p99_ms": percentile(ms, 0.99),
     }

@@ -10,6 +10,11 @@ LATENCY_SAMPLES = 1000
 STATS_TTL_SECONDS = 2 * 86400
 
 
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the sorted values lie (nearest rank), to 3 decimals."""
+    return round(sorted_values[max(0, int(len(sorted_values) * fraction) - 1)], 3)
+
+
 def _hour(instant: dt.datetime) -> str:
     return instant.astimezone(dt.UTC).strftime("%Y%m%d%H")
 
@@ -43,5 +48,5 @@ def read_window(store: DashboardCache, now: dt.datetime) -> dict[str, float | in
         "reads": reads,
         "cache_hit_rate": round(hits / reads, 4) if reads else None,
         "read_p50_ms": round(statistics.median(latencies), 3) if latencies else None,
-        "read_p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 3) if latencies else None,
+        "read_p99_ms": percentile(latencies, 0.99) if latencies else None,
     }

@@ -6,9 +6,11 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from dashboard_assets.automation.sensors import source_changes_sensor
 from dashboard_assets.db import engine
-from dashboard_assets.resources import PostgresResource
-from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS, current_state_asset, daily_rollup_assets
+from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests import reference
 
 ROLLUP_ASSETS = [*daily_rollup_assets, current_state_asset]
@@ -94,3 +96,48 @@ def assert_rollups_match_reference(database_url: str, start: dt.date, end: dt.da
     ]:
         if rollups is None or rollup in rollups:
             assert_frames_equal(rollup_rows(database_url, table, start, end), compute(src, start, end), keys)
+
+
+def without_computed_at(value: dict) -> dict:
+    """A read-path answer without the instant it was computed at."""
+    return {k: v for k, v in value.items() if k != "computed_at"}
+
+
+def tick(database_url: str, redis_url: str, cursor: str | None) -> dg.SensorResult:
+    """One evaluation of the change sensor from `cursor`, as a fresh process would run it."""
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)},
+        )
+        return source_changes_sensor(context)
+
+
+def ranges(result: dg.SensorResult) -> list[tuple[str, str, list[str]]]:
+    """Each run request's (first day, last day, asset names), sorted."""
+    return sorted(
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"],
+         sorted(k.to_user_string() for k in r.asset_selection))
+        for r in result.run_requests
+    )
+
+
+_ROLLUPS_BY_NAME = {rollup.name: rollup for rollup in DAILY_ROLLUPS}
+
+
+def refresh_what_the_sensor_requests(database_url: str, redis_url: str, cursor: str) -> str:
+    """One sensor tick, then each requested run's rollups refreshed over its
+    range (what the run's steps do, without the run); returns the new cursor."""
+    result = tick(database_url, redis_url, cursor)
+    for request in result.run_requests:
+        start = request.tags.get("dagster/asset_partition_range_start")
+        end = request.tags.get("dagster/asset_partition_range_end")
+        for key in request.asset_selection:
+            name = key.to_user_string()
+            if name in _ROLLUPS_BY_NAME:
+                outcome = refresh(_ROLLUPS_BY_NAME[name], source_url=database_url, target_url=database_url,
+                                  start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
+                assert outcome.committed, (name, start, end, outcome.mismatches)
+    assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url).committed
+    return result.cursor

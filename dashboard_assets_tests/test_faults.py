@@ -23,10 +23,15 @@ from dashboard_assets.db import libpq_url
 from dashboard_assets.local_servers import LocalRedis
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
-from dashboard_assets_tests.automation.test_change_properties import refresh_what_the_sensor_requests
-from dashboard_assets_tests.automation.test_sensor import tick
 from dashboard_assets_tests.conftest import PROJECT_ROOT
-from dashboard_assets_tests.helpers import assert_rollups_match_reference, materialize_days, read_table
+from dashboard_assets_tests.helpers import (
+    assert_rollups_match_reference,
+    materialize_days,
+    read_table,
+    refresh_what_the_sensor_requests,
+    tick,
+    without_computed_at,
+)
 
 MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
 REVENUE_TREND = next(a for a in analytics_assets if a.key.to_user_string() == "revenue_trend_12m")
@@ -85,8 +90,7 @@ def test_redis_stopped_during_a_run(database_url, tmp_path):
             store = DashboardCache(redis.Redis.from_url(url))
             assert store.get(store.keys.chart(org, "revenue_trend:12m")) is not None
             after = serving.dashboard_metrics(org, *MARCH, database_url=database_url, dashboard_cache=store)
-            assert {k: v for k, v in during.items() if k != "computed_at"} == \
-                   {k: v for k, v in after.items() if k != "computed_at"}
+            assert without_computed_at(during) == without_computed_at(after)
         finally:
             restarted.stop()
 

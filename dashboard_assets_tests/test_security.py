@@ -19,6 +19,7 @@ from dashboard_assets.local_servers import LocalRedis
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
+from dashboard_assets_tests.helpers import without_computed_at
 from dashboard_assets_tests.tls import TlsTerminator
 
 DAY = dt.date(2025, 3, 3)
@@ -40,9 +41,7 @@ def test_redis_auth_works_and_a_wrong_password_falls_back_to_postgres(database_u
         assert with_auth.client.exists(with_auth.keys.metrics(org, DAY, DAY))
         wrong = DashboardCache(redis.Redis.from_url(server.url.replace(REDIS_PASSWORD, "wrong")))
         fallback = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=wrong)
-        assert {k: v for k, v in fallback.items() if k != "computed_at"} == {
-            k: v for k, v in first.items() if k != "computed_at"
-        }
+        assert without_computed_at(fallback) == without_computed_at(first)
     finally:
         server.stop()
 
@@ -107,8 +106,7 @@ def test_rediss_urls_verify_the_certificate_and_carry_auth(database_url, tmp_pat
         with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             untrusting.client.ping()
         fallback = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=untrusting)
-        assert {k: v for k, v in fallback.items() if k != "computed_at"} == {
-            k: v for k, v in first.items() if k != "computed_at"}
+        assert without_computed_at(fallback) == without_computed_at(first)
     finally:
         terminator.close()
         server.stop()

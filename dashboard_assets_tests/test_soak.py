@@ -15,11 +15,11 @@ import redis
 
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
-from dashboard_assets.read_stats import read_window
+from dashboard_assets.read_stats import percentile, read_window
 from dashboard_assets.rollups.assets import DAILY_ROLLUPS
 from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
-from dashboard_assets_tests.helpers import materialize_days, read_table
+from dashboard_assets_tests.helpers import materialize_days, read_table, without_computed_at
 
 pytestmark = pytest.mark.soak
 
@@ -33,14 +33,6 @@ def dashboard_ranges() -> list[tuple[dt.date, dt.date]]:
     today = HISTORY_END
     return [(today, today), (today - dt.timedelta(days=today.weekday()), today), (today.replace(day=1), today),
             (today - dt.timedelta(days=29), today), (HISTORY_START, today), (dt.date(2025, 3, 1), dt.date(2025, 3, 31))]
-
-
-def without_computed_at(value: dict) -> dict:
-    return {k: v for k, v in value.items() if k != "computed_at"}
-
-
-def percentile(sorted_ms: list[float], p: float) -> float:
-    return round(sorted_ms[max(0, int(len(sorted_ms) * p) - 1)], 3)
 
 
 def test_500_readers_while_refreshes_run(database_url, redis_url):

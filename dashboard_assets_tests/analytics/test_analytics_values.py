@@ -10,7 +10,7 @@ from dashboard_assets.analytics.assets import warmed_ranges
 from dashboard_assets.cache import TTL_SECONDS, Keys
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.analytics.conftest import AS_OF, FIRST_WEEK, LAST_WEEK
-from dashboard_assets_tests.helpers import read_table, sources
+from dashboard_assets_tests.helpers import read_table, sources, without_computed_at
 
 PER_ORGANIZATION = {  # table -> reference computation
     "revenue_trend_12m": lambda src, extra, org: ref.revenue_trend_12m(src, org, AS_OF),
@@ -21,10 +21,6 @@ PER_ORGANIZATION = {  # table -> reference computation
     "target_progress": lambda src, extra, org: ref.target_progress(src, extra, org, AS_OF),
     "customer_lifetime_value": lambda src, extra, org: ref.customer_lifetime_value(src, org, AS_OF),
 }
-
-
-def _without_computed_at(value: dict) -> dict:
-    return {k: v for k, v in value.items() if k != "computed_at"}
 
 
 def _extra(database_url: str):
@@ -44,7 +40,7 @@ def test_stored_value_equals_reference(served, table):
     stored = read_table(served.database_url, f"SELECT organization_id, payload FROM dashboard.{table}")
     assert sorted(stored["organization_id"]) == sorted(_organizations(served))
     for org, payload in zip(stored["organization_id"], stored["payload"], strict=True):
-        assert _without_computed_at(payload) == PER_ORGANIZATION[table](src, extra, org), (table, org)
+        assert without_computed_at(payload) == PER_ORGANIZATION[table](src, extra, org), (table, org)
 
 
 def test_weekly_customer_acquisition_equals_reference(served):
@@ -60,7 +56,7 @@ def test_weekly_customer_acquisition_equals_reference(served):
     client = redis.Redis.from_url(served.redis_url)
     for org in _organizations(served):
         cached = json.loads(client.get(Keys().analytics(org, "cac")))
-        assert _without_computed_at(cached) == ref.customer_acquisition_cost(src, extra, org, AS_OF, weeks)
+        assert without_computed_at(cached) == ref.customer_acquisition_cost(src, extra, org, AS_OF, weeks)
 
 
 def _contract_keys(served) -> dict[str, int]:
@@ -103,8 +99,8 @@ def test_warmed_values_and_summary_equal_reference(served):
     for org in _organizations(served):
         for date_from, date_to in warmed_ranges(ref.local_today(src, org, AS_OF)).values():
             cached = json.loads(client.get(keys.metrics(org, date_from, date_to)))
-            assert _without_computed_at(cached) == ref.full_metrics(src, org, date_from, date_to, AS_OF)
+            assert without_computed_at(cached) == ref.full_metrics(src, org, date_from, date_to, AS_OF)
         summary = json.loads(client.get(keys.summary(org)))
         expected = ref.summary(src, org, AS_OF)
-        assert _without_computed_at(summary["month_to_date"]) == _without_computed_at(expected["month_to_date"])
-        assert _without_computed_at(summary["previous_month"]) == _without_computed_at(expected["previous_month"])
+        assert without_computed_at(summary["month_to_date"]) == without_computed_at(expected["month_to_date"])
+        assert without_computed_at(summary["previous_month"]) == without_computed_at(expected["previous_month"])

@@ -16,7 +16,7 @@ from dashboard_assets.local_servers import LocalRedis
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.analytics.conftest import AS_OF
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
-from dashboard_assets_tests.helpers import read_table, sources
+from dashboard_assets_tests.helpers import read_table, sources, without_computed_at
 
 RANGES = [
     (HISTORY_START, HISTORY_END),  # the whole history, today included
@@ -25,10 +25,6 @@ RANGES = [
     (dt.date(2025, 4, 10), dt.date(2025, 4, 11)),  # today (and Auckland's today)
     (dt.date(2025, 4, 1), dt.date(2025, 5, 31)),  # running past today
 ]
-
-
-def _without_computed_at(value: dict) -> dict:
-    return {k: v for k, v in value.items() if k != "computed_at"}
 
 
 def _organizations(served) -> list[str]:
@@ -42,7 +38,7 @@ def test_cold_read_equals_reference(served, date_from, date_to):
         value = serving.dashboard_metrics(
             org, date_from, date_to, database_url=served.database_url, dashboard_cache=None, as_of=AS_OF
         )
-        assert _without_computed_at(value) == ref.full_metrics(src, org, date_from, date_to, AS_OF), org
+        assert without_computed_at(value) == ref.full_metrics(src, org, date_from, date_to, AS_OF), org
 
 
 def test_hit_miss_and_redis_down_give_identical_answers(served, tmp_path_factory):
@@ -68,7 +64,7 @@ def test_hit_miss_and_redis_down_give_identical_answers(served, tmp_path_factory
     stopped = LocalRedis(PROJECT_ROOT / ".local" / f"stopped-redis-{id(store)}")
     stopped.stop()
     down = read(DashboardCache(redis.Redis.from_url(stopped.url, socket_connect_timeout=0.5)))
-    assert _without_computed_at(down) == _without_computed_at(miss)
+    assert without_computed_at(down) == without_computed_at(miss)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +105,6 @@ def test_cli_prints_the_metrics_as_json(served):
     assert printed.returncode == 0, printed.stderr
     value = json.loads(printed.stdout)
     expected = ref.full_metrics(sources(served.database_url), org, dt.date(2025, 3, 1), dt.date(2025, 3, 31), AS_OF)
-    assert _without_computed_at(value) == expected
+    assert without_computed_at(value) == expected
     refused = subprocess.run([*args[:5], "nope", *args[6:]], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "canonical lower-case uuid" in refused.stderr

@@ -26,19 +26,24 @@ from hypothesis import strategies as st
 from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.generate import generate
 from dashboard_assets.migrations import migrate
-from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
+from dashboard_assets.rollups.assets import DAILY_ROLLUPS
 from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests import reference
-from dashboard_assets_tests.automation.test_sensor import tick
 from dashboard_assets_tests.conftest import HISTORY_START
-from dashboard_assets_tests.helpers import assert_frames_equal, assert_rollups_match_reference, read_table, sources
+from dashboard_assets_tests.helpers import (
+    assert_frames_equal,
+    assert_rollups_match_reference,
+    read_table,
+    refresh_what_the_sensor_requests,
+    sources,
+    tick,
+)
 
 SMALL_TEMPLATE = "small_template"
 SMALL_DAYS = 14
 SMALL_END = HISTORY_START + dt.timedelta(days=SMALL_DAYS - 1)
 # Checked: the generated days, and the days just after them that changes may move rows to.
 CHECKED = (HISTORY_START, SMALL_END + dt.timedelta(days=3))
-ROLLUPS = {rollup.name: rollup for rollup in DAILY_ROLLUPS}
 _clones = itertools.count()
 
 # --- what the changes are made of ---------------------------------------------
@@ -183,23 +188,6 @@ def apply(database_url: str, batch: list[list[tuple[str, str, dict]]], new_ids) 
             with conn.transaction():
                 for _, statement, params in transaction:
                     conn.execute(statement, {**params, "id": next(new_ids)})
-
-
-def refresh_what_the_sensor_requests(database_url: str, redis_url: str, cursor: str) -> str:
-    """One sensor tick, then each requested run's rollups refreshed over its
-    range (what the run's steps do, without the run); returns the new cursor."""
-    result = tick(database_url, redis_url, cursor)
-    for request in result.run_requests:
-        start = request.tags.get("dagster/asset_partition_range_start")
-        end = request.tags.get("dagster/asset_partition_range_end")
-        for key in request.asset_selection:
-            name = key.to_user_string()
-            if name in ROLLUPS:
-                outcome = refresh(ROLLUPS[name], source_url=database_url, target_url=database_url,
-                                  start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
-                assert outcome.committed, (name, start, end, outcome.mismatches)
-    assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url).committed
-    return result.cursor
 
 
 def assert_everything_matches_reference(database_url: str) -> None:

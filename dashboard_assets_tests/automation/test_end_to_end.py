@@ -16,9 +16,15 @@ from dashboard_assets.db import libpq_url
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests import reference_analytics as ref
-from dashboard_assets_tests.automation.test_sensor import tick
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
-from dashboard_assets_tests.helpers import assert_rollups_match_reference, materialize_days, materialize_snapshot, sources
+from dashboard_assets_tests.helpers import (
+    assert_rollups_match_reference,
+    materialize_days,
+    materialize_snapshot,
+    sources,
+    tick,
+    without_computed_at,
+)
 
 MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
 
@@ -63,6 +69,6 @@ def test_source_changes_reach_rollups_and_redis(database_url, redis_url):
     assert not store.client.exists(store.keys.metrics(org, *MARCH))  # the stale answer is gone
     after = serving.dashboard_metrics(org, *MARCH, database_url=database_url, dashboard_cache=store)
     expected = ref.full_metrics(sources(database_url), org, *MARCH, dt.datetime.now(dt.UTC))
-    assert {k: v for k, v in after.items() if k != "computed_at"} == expected
+    assert without_computed_at(after) == expected
     assert after["revenue"] != before["revenue"] and after["kwh_deployed"] != before["kwh_deployed"]
     assert store.client.exists(store.keys.activity(org, 1))

@@ -3,37 +3,17 @@ the exact partitions requested, deletes and updates, restarts."""
 
 import datetime as dt
 
-import dagster as dg
 import psycopg
 import pytest
 
 from dashboard_assets.analytics.assets import ORGANIZATIONS_TAG
-from dashboard_assets.automation.sensors import source_changes_sensor
 from dashboard_assets.db import libpq_url
-from dashboard_assets.resources import PostgresResource, RedisResource
-
-
-def tick(database_url: str, redis_url: str, cursor: str | None) -> dg.SensorResult:
-    with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance,
-            cursor=cursor,
-            resources={"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)},
-        )
-        return source_changes_sensor(context)
+from dashboard_assets_tests.helpers import ranges, tick
 
 
 def execute(conn_url: str, statement: str, params=()) -> None:
     with psycopg.connect(libpq_url(conn_url), autocommit=True) as conn:
         conn.execute(statement, params)
-
-
-def ranges(result: dg.SensorResult) -> list[tuple[str, str, list[str]]]:
-    return sorted(
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"],
-         sorted(k.to_user_string() for k in r.asset_selection))
-        for r in result.run_requests
-    )
 
 
 @pytest.fixture

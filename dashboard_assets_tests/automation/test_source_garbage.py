@@ -15,8 +15,7 @@ from dashboard_assets.db import libpq_url
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import VALUES_ARE_POSSIBLE, current_state_asset, daily_rollup_assets
-from dashboard_assets_tests.automation.test_sensor import ranges, tick
-from dashboard_assets_tests.helpers import assert_rollups_match_reference
+from dashboard_assets_tests.helpers import assert_rollups_match_reference, ranges, tick
 
 GARBAGE_DAY = dt.date(2025, 3, 10)
 
