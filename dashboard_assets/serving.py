@@ -123,7 +123,7 @@ def compute_metrics(
             totals[name] += past[name]
     today_customers: list[str] = []
     if date_from <= today <= date_to:
-        params = query_params(today, today, org)
+        params = query_params(today, today, [org])
         live = {
             **fetch_one(conn, load_sql(_ROLLUP_SQL, "daily_metrics.sql"), params),
             **fetch_one(conn, load_sql(_ROLLUP_SQL, "daily_pipeline.sql"), params),

@@ -11,6 +11,7 @@ from dashboard_assets.db import engine
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS, current_state_asset, daily_rollup_assets
 from dashboard_assets.rollups.refresh import refresh
+from dashboard_assets.scope import tagged_organizations
 from dashboard_assets_tests import reference
 
 ROLLUP_ASSETS = [*daily_rollup_assets, current_state_asset]
@@ -128,16 +129,20 @@ _ROLLUPS_BY_NAME = {rollup.name: rollup for rollup in DAILY_ROLLUPS}
 
 def refresh_what_the_sensor_requests(database_url: str, redis_url: str, cursor: str) -> str:
     """One sensor tick, then each requested run's rollups refreshed over its
-    range (what the run's steps do, without the run); returns the new cursor."""
+    range for its organizations (what the run's steps do, without the run);
+    returns the new cursor."""
     result = tick(database_url, redis_url, cursor)
     for request in result.run_requests:
         start = request.tags.get("dagster/asset_partition_range_start")
         end = request.tags.get("dagster/asset_partition_range_end")
+        organizations = tagged_organizations(request.tags)
         for key in request.asset_selection:
             name = key.to_user_string()
             if name in _ROLLUPS_BY_NAME:
                 outcome = refresh(_ROLLUPS_BY_NAME[name], source_url=database_url, target_url=database_url,
-                                  start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end))
+                                  start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end),
+                                  organizations=organizations)
                 assert outcome.committed, (name, start, end, outcome.mismatches)
-    assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url).committed
+        assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url,
+                       organizations=organizations).committed
     return result.cursor

@@ -15,6 +15,7 @@ from dashboard_assets.db import load_sql, raw_connection, snapshot
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.retries import POSTGRES_ERRORS, REDIS_ERRORS, retried_on
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
+from dashboard_assets.scope import tagged_organizations
 from dashboard_assets.serving import compute_metrics, organization_today
 from dashboard_assets.sources import OWNER, source_key
 
@@ -139,7 +140,7 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
     def _analytics(
         context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
     ) -> dg.MaterializeResult:
-        params = {"as_of": parse_as_of(config.as_of)}
+        params = {"as_of": parse_as_of(config.as_of), "organization_ids": tagged_organizations(context.run.tags)}
         rows = replace_table(
             spec.query(),
             params,
@@ -150,7 +151,7 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
         dashboard_cache = redis.cache()
         keys = publish(
             payload_query(spec.name),
-            {},
+            params,
             database_url=postgres.database_url,
             cache=dashboard_cache,
             key=lambda org: spec.redis_key(dashboard_cache.keys, org),
@@ -194,7 +195,7 @@ def customer_acquisition_cost(
     so past weeks can be backfilled); Redis `dashboard:analytics:{org}:cac` holds the last 12 weeks, 7 days."""
     key_range = context.partition_key_range
     params = {"start_date": dt.date.fromisoformat(key_range.start), "end_date": dt.date.fromisoformat(key_range.end),
-              "as_of": parse_as_of(config.as_of)}
+              "as_of": parse_as_of(config.as_of), "organization_ids": None}
     rows = replace_table(
         load_sql(_SQL, "weekly_customer_acquisition.sql"),
         params,
@@ -216,10 +217,6 @@ def customer_acquisition_cost(
         metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
                   "redis_keys_written": keys}
     )
-
-
-# Set by the change sensor: the organizations whose cache a run refreshes.
-ORGANIZATIONS_TAG = "dashboard/organizations"
 
 
 def warmed_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
@@ -250,15 +247,15 @@ def dashboard_cache(
     as_of = parse_as_of(config.as_of)
     store = redis.cache()
     entries = []
-    changed = context.run.tags.get(ORGANIZATIONS_TAG)
+    changed = tagged_organizations(context.run.tags)
     with raw_connection(postgres.database_url) as conn, snapshot(conn):
         if changed:
-            organizations = [cache.organization_id(org) for org in changed.split(",")]
+            organizations = changed
             invalidated = sum(store.invalidate_metrics(org) for org in organizations)
             context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
         else:
             organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
-                                                                 {"as_of": as_of})]
+                                                                 {"as_of": as_of, "organization_ids": None})]
         for org in organizations:
             today = organization_today(conn, org, as_of)
             for date_from, date_to in warmed_ranges(today).values():

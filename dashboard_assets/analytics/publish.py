@@ -8,6 +8,7 @@ from psycopg import sql
 
 from dashboard_assets.cache import DashboardCache, Entry
 from dashboard_assets.db import copy_query_into, raw_connection, snapshot
+from dashboard_assets.scope import ORGANIZATIONS_FILTER
 
 SCHEMA = "dashboard"
 
@@ -21,14 +22,16 @@ def replace_table(
     table: str,
     where: sql.Composable | None = None,
 ) -> int:
-    """Replace the rows of `table` (all of them, or those matching `where`) by
-    the rows of `query` run on the source, in one transaction; returns rows."""
+    """Replace the rows of `table` of the organizations `params["organization_ids"]`
+    names (every organization when None), and of those only the rows matching
+    `where`, by the rows of `query` run on the source, in one transaction;
+    returns rows."""
     query_text = query.as_string() if isinstance(query, sql.Composable) else query
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
         with snapshot(source), target.transaction():
             target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{SCHEMA}.{table}",))
-            delete = sql.SQL("DELETE FROM {}").format(sql.Identifier(SCHEMA, table))
-            target.execute(delete + (sql.SQL(" WHERE ") + where if where is not None else sql.SQL("")), params)
+            delete = sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier(SCHEMA, table)) + ORGANIZATIONS_FILTER
+            target.execute(delete + (sql.SQL(" AND ") + where if where is not None else sql.SQL("")), params)
             return copy_query_into(source, query_text, params, target, f"{SCHEMA}.{table}")
 
 
@@ -50,8 +53,10 @@ def publish(
 
 
 def payload_query(table: str) -> str:
-    """The stored values of a per-organization analytics table."""
-    return sql.SQL("SELECT organization_id, payload FROM {}").format(sql.Identifier(SCHEMA, table)).as_string()
+    """The stored values of a per-organization analytics table, of the
+    organizations `organization_ids` names (every one when NULL)."""
+    query = sql.SQL("SELECT organization_id, payload FROM {} WHERE ").format(sql.Identifier(SCHEMA, table))
+    return (query + ORGANIZATIONS_FILTER).as_string()
 
 
 def parse_as_of(value: str) -> dt.datetime | None:

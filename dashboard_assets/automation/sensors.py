@@ -7,7 +7,6 @@ import dagster as dg
 import redis as redis_lib
 
 from dashboard_assets import cache
-from dashboard_assets.analytics.assets import ORGANIZATIONS_TAG
 from dashboard_assets.automation.changes import (
     ALWAYS_REFRESHED,
     DEPENDENTS_BY_TABLE,
@@ -19,11 +18,10 @@ from dashboard_assets.automation.changes import (
 )
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.scope import organizations_tag
 
 ACTIVITY_PAGE_SIZE = 20
 ACTIVITY_PAGES = 5
-# Above this many organizations in one tick the run warms every active one.
-MAX_TAGGED_ORGANIZATIONS = 100
 # Processed change-log rows are kept this long for the activity feed.
 CHANGE_LOG_RETENTION = dt.timedelta(days=7)
 _SENSOR_TARGETS = sorted(
@@ -52,7 +50,7 @@ def source_changes_sensor(
         return dg.SensorResult(skip_reason="no source changes", cursor=pending.horizon)
 
     organizations = sorted(pending.organizations)
-    tags = {ORGANIZATIONS_TAG: ",".join(organizations)} if len(organizations) <= MAX_TAGGED_ORGANIZATIONS else {}
+    tags = organizations_tag(organizations)
     first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
     last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
     refreshes = plan_refreshes(pending, first_day, last_day)

@@ -21,9 +21,11 @@ $$;
 -- [window_start, window_end), so that range scans on (organization_id, ts)
 -- indexes read exactly the rows of those days. Inlined by the planner; the
 -- queries add constant coarse bounds beside it so that row estimates hold.
--- `only_organization` narrows it to one organization (the live read path).
+-- `only_organizations` narrows it to those organizations (a change-driven
+-- refresh, the live read path); NULL means every organization.
 DROP FUNCTION IF EXISTS dashboard.organization_windows(date, date);
-CREATE OR REPLACE FUNCTION dashboard.organization_windows(start_day date, end_day date, only_organization uuid DEFAULT NULL)
+DROP FUNCTION IF EXISTS dashboard.organization_windows(date, date, uuid);
+CREATE OR REPLACE FUNCTION dashboard.organization_windows(start_day date, end_day date, only_organizations uuid[] DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, tz text, window_start timestamptz, window_end timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -32,24 +34,27 @@ AS $$
            start_day::timestamp AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney'),
            (end_day + 1)::timestamp AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney')
     FROM organizations o
-    WHERE only_organization IS NULL OR o.id = only_organization
+    WHERE only_organizations IS NULL OR o.id = ANY(only_organizations)
 $$;
 
 -- Every (organization, day) of the range: the rollups are dense, so a day
 -- with no activity still has its row of zeros.
 DROP FUNCTION IF EXISTS dashboard.organization_days(date, date);
-CREATE OR REPLACE FUNCTION dashboard.organization_days(start_day date, end_day date, only_organization uuid DEFAULT NULL)
+DROP FUNCTION IF EXISTS dashboard.organization_days(date, date, uuid);
+CREATE OR REPLACE FUNCTION dashboard.organization_days(start_day date, end_day date, only_organizations uuid[] DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, metric_date date)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT o.id, d::date
     FROM organizations o
     CROSS JOIN generate_series(start_day, end_day, interval '1 day') AS d
-    WHERE only_organization IS NULL OR o.id = only_organization
+    WHERE only_organizations IS NULL OR o.id = ANY(only_organizations)
 $$;
 
--- Each organization's local date at an instant (now when NULL).
-CREATE OR REPLACE FUNCTION dashboard.organization_today(as_of timestamptz)
+-- Each organization's local date at an instant (now when NULL), for every
+-- organization or only those given.
+DROP FUNCTION IF EXISTS dashboard.organization_today(timestamptz);
+CREATE OR REPLACE FUNCTION dashboard.organization_today(as_of timestamptz, only_organizations uuid[] DEFAULT NULL)
 RETURNS TABLE (organization_id uuid, tz text, today date)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -57,6 +62,7 @@ AS $$
            COALESCE(o.timezone, 'Australia/Sydney'),
            (COALESCE(as_of, now()) AT TIME ZONE COALESCE(o.timezone, 'Australia/Sydney'))::date
     FROM organizations o
+    WHERE only_organizations IS NULL OR o.id = ANY(only_organizations)
 $$;
 
 CREATE TABLE IF NOT EXISTS dashboard.daily_metrics (
@@ -157,6 +163,9 @@ CREATE TABLE IF NOT EXISTS dashboard.refresh_log (
     seconds       double precision NOT NULL,
     refreshed_at  timestamptz NOT NULL DEFAULT now()
 );
+-- How many organizations the refresh replaced (a change-driven refresh
+-- replaces only the organizations that changed).
+ALTER TABLE dashboard.refresh_log ADD COLUMN IF NOT EXISTS organizations integer;
 CREATE INDEX IF NOT EXISTS refresh_log_rollup_refreshed_at_idx ON dashboard.refresh_log (rollup, refreshed_at DESC);
 
 -- The full-metrics figures of one organization over [date_from, date_to],

@@ -10,6 +10,7 @@ from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource
 from dashboard_assets.retries import POSTGRES_ERRORS, retried_on
 from dashboard_assets.rollups.refresh import RefreshResult, Rollup, refresh
+from dashboard_assets.scope import tagged_organizations
 from dashboard_assets.sources import OWNER, source_key
 
 # Single-run backfills are the point of these assets; Dagster marks the
@@ -74,7 +75,9 @@ CURRENT_STATE = Rollup(
 
 def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
     """A rollup asset: replaces its days (a whole partition range in one run and
-    one transaction) and reports its two checks from the same snapshot."""
+    one transaction), for every organization or, in a change-driven run, for
+    the organizations that changed, and reports its two checks from the same
+    snapshot."""
 
     @dg.asset(
         name=rollup.name,
@@ -112,11 +115,13 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
         if rollup.daily:
             key_range = context.partition_key_range
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
-        result = refresh(
-            rollup, source_url=postgres.source_url, target_url=postgres.database_url, start=start, end=end
-        )
+        organizations = tagged_organizations(context.run.tags)
+        result = refresh(rollup, source_url=postgres.source_url, target_url=postgres.database_url,
+                         start=start, end=end, organizations=organizations)
         days = f" for {start}..{end}" if rollup.daily else ""
-        context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days} in {result.seconds:.2f} s")
+        scope = f"{len(organizations)} changed organizations" if organizations else "every organization"
+        context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days}, {scope}, "
+                         f"in {result.seconds:.2f} s")
         return dg.MaterializeResult(
             metadata=_materialization_metadata(result, start, end),
             check_results=_check_results(rollup, result),

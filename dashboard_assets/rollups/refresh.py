@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from dashboard_assets.db import copy_query_into, fetch_one, load_sql, raw_connection, snapshot
+from dashboard_assets.scope import ORGANIZATIONS_FILTER
 
 _SQL_PACKAGE = "dashboard_assets.rollups.sql"
 _SCHEMA = "dashboard"
@@ -76,12 +77,15 @@ def refresh(
     target_url: str,
     start: dt.date | None = None,
     end: dt.date | None = None,
+    organizations: list[str] | None = None,
 ) -> RefreshResult:
     """Replace the local days [start, end] of a daily rollup (or the whole
-    snapshot of an undated one) for every organization, in one transaction."""
+    snapshot of an undated one) for every organization, or only for
+    `organizations` (the other organizations' rows are not touched), in one
+    transaction."""
     if rollup.daily and (start is None or end is None or start > end):
         raise ValueError(f"{rollup.name} needs a date range with start <= end, got {start}..{end}")
-    params = query_params(start, end)
+    params = query_params(start, end, organizations)
     began = time.perf_counter()
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
         with snapshot(source), target.transaction():
@@ -107,25 +111,25 @@ def refresh(
             if result.mismatches:
                 raise psycopg.Rollback()  # unreconciled numbers never replace the previous days
             target.execute(
-                "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, rows_written, seconds)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (rollup.name, start, end, sum(rows_written.values()), result.seconds),
+                "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, organizations, rows_written, seconds)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (rollup.name, start, end, result.organizations, sum(rows_written.values()), result.seconds),
             )
     return result
 
 
 def query_params(
-    start: dt.date | None, end: dt.date | None, organization_id: str | None = None
-) -> dict[str, dt.date | dt.datetime | str | None]:
+    start: dt.date | None, end: dt.date | None, organizations: list[str] | None = None
+) -> dict[str, dt.date | dt.datetime | list[str] | None]:
     """The parameters of the rollup SQL for the local days [start, end] of every
-    organization, or of `organization_id` alone.
+    organization, or of `organizations` alone.
 
     Besides the dates, UTC bounds that contain those days in every timezone
     (offsets run from -12 h to +14 h): the SQL repeats them as constants beside
     each organization's exact window so that the planner can estimate the rows,
     choosing index range scans for a day and sequential scans for a history.
     """
-    params = {"start_date": start, "end_date": end, "organization_id": organization_id, "utc_from": None, "utc_to": None}
+    params = {"start_date": start, "end_date": end, "organization_ids": organizations, "utc_from": None, "utc_to": None}
     if start is not None and end is not None:
         midnight = dt.time(tzinfo=dt.UTC)
         params["utc_from"] = dt.datetime.combine(start - dt.timedelta(days=1), midnight)
@@ -133,21 +137,22 @@ def query_params(
     return params
 
 
+def _refreshed_rows(daily: bool) -> sql.Composable:
+    """The rows a refresh replaces: its organizations, and a daily rollup's days."""
+    where = sql.SQL(" WHERE ") + ORGANIZATIONS_FILTER
+    return where + sql.SQL(" AND metric_date BETWEEN %(start_date)s AND %(end_date)s") if daily else where
+
+
 def _delete_statement(table: str, daily: bool) -> sql.Composable:
-    """Delete the days being replaced (or the whole snapshot)."""
-    statement = sql.SQL("DELETE FROM {}").format(sql.Identifier(_SCHEMA, table))
-    if daily:
-        statement += sql.SQL(" WHERE metric_date BETWEEN %(start_date)s AND %(end_date)s")
-    return statement
+    """Delete the rows being replaced."""
+    return sql.SQL("DELETE FROM {}").format(sql.Identifier(_SCHEMA, table)) + _refreshed_rows(daily)
 
 
 def _totals_query(rollup: Rollup, source_totals: dict[str, Any]) -> sql.Composable:
-    """The rollup's own totals over the range, under the reconcile query's names."""
+    """The rollup's own totals over the replaced rows, under the reconcile query's names."""
     sums = [
         sql.SQL("count(*) AS rows") if name == "rows" else sql.SQL("sum({0}) AS {0}").format(sql.Identifier(name))
         for name in source_totals
     ]
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(sums), sql.Identifier(_SCHEMA, rollup.name))
-    if rollup.daily:
-        query += sql.SQL(" WHERE metric_date BETWEEN %(start_date)s AND %(end_date)s")
-    return query
+    return query + _refreshed_rows(rollup.daily)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.generate import generate
 from dashboard_assets.migrations import migrate
-from dashboard_assets.rollups.assets import DAILY_ROLLUPS
+from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
 from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests import reference
 from dashboard_assets_tests.conftest import HISTORY_START
@@ -221,6 +221,7 @@ def check_changes_through_the_sensor(database_url: str, redis_url: str, first, s
     for rollup in DAILY_ROLLUPS:
         assert refresh(rollup, source_url=database_url, target_url=database_url,
                        start=CHECKED[0], end=CHECKED[1]).committed
+    assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url).committed
     cursor = tick(database_url, redis_url, None).cursor
     new_ids = (uuid.UUID(int=2**127 + n) for n in itertools.count())
     for batch in (first, second):

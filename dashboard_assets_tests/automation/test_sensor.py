@@ -6,7 +6,7 @@ import datetime as dt
 import psycopg
 import pytest
 
-from dashboard_assets.analytics.assets import ORGANIZATIONS_TAG
+from dashboard_assets.scope import ORGANIZATIONS_TAG
 from dashboard_assets.db import libpq_url
 from dashboard_assets_tests.helpers import ranges, tick
 

@@ -15,7 +15,8 @@ from dashboard_assets.db import libpq_url
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import VALUES_ARE_POSSIBLE, current_state_asset, daily_rollup_assets
-from dashboard_assets_tests.helpers import assert_rollups_match_reference, ranges, tick
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
+from dashboard_assets_tests.helpers import assert_rollups_match_reference, materialize_days, ranges, tick
 
 GARBAGE_DAY = dt.date(2025, 3, 10)
 
@@ -66,6 +67,7 @@ def insert_garbage(database_url: str) -> dict[str, uuid.UUID]:
 
 
 def test_garbage_rows_are_refreshed_flagged_and_nothing_is_lost(database_url, redis_url):
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END).success
     cursor = tick(database_url, redis_url, None).cursor
     ids = insert_garbage(database_url)
     result = tick(database_url, redis_url, cursor)

@@ -9,7 +9,7 @@ WITH stages AS (
            COALESCE(sum(p.negotiation_opportunities), 0) AS negotiation,
            COALESCE(sum(p.won_opportunities), 0) AS won,
            COALESCE(sum(p.lost_opportunities), 0) AS lost
-    FROM dashboard.organization_today(%(as_of)s) t
+    FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[]) t
     LEFT JOIN dashboard.daily_pipeline p
            ON p.organization_id = t.organization_id AND p.metric_date BETWEEN t.today - 89 AND t.today
     GROUP BY t.organization_id, t.today

@@ -4,7 +4,7 @@
 WITH windows AS (
     SELECT organization_id, (date_trunc('week', today) - interval '11 weeks')::date AS first_week,
            date_trunc('week', today)::date AS last_week
-    FROM dashboard.organization_today(%(as_of)s)
+    FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[])
 )
 SELECT w.organization_id,
        jsonb_build_object(

@@ -18,7 +18,7 @@ customer_revenue AS (
            to_char(c.created_at AT TIME ZONE t.tz, 'YYYY-MM') AS cohort
     FROM order_revenue r
     JOIN customers c ON c.organization_id = r.organization_id AND c.id = r.customer_id
-    JOIN dashboard.organization_today(%(as_of)s) t ON t.organization_id = r.organization_id
+    JOIN dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[]) t ON t.organization_id = r.organization_id
     GROUP BY r.organization_id, r.customer_id, c.created_at, t.tz
 ),
 cohorts AS (
@@ -39,6 +39,6 @@ SELECT t.organization_id,
                '[]'::jsonb),
            'computed_at', dashboard.utc_iso(now())),
        now()
-FROM dashboard.organization_today(%(as_of)s) t
+FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[]) t
 LEFT JOIN cohorts c ON c.organization_id = t.organization_id
 GROUP BY t.organization_id

@@ -3,7 +3,7 @@
 -- dashboard.daily_metrics. {metric}, {label} and {scale} are filled in with
 -- an identifier and two literals from the asset's spec.
 WITH today AS (
-    SELECT * FROM dashboard.organization_today(%(as_of)s)
+    SELECT * FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[])
 ),
 months AS (
     SELECT t.organization_id, t.today, m::date AS month

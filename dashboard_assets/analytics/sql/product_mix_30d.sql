@@ -6,7 +6,7 @@ WITH windows AS (
     SELECT organization_id, today,
            (today - 29)::timestamp AT TIME ZONE tz AS window_start,
            (today + 1)::timestamp AT TIME ZONE tz AS window_end
-    FROM dashboard.organization_today(%(as_of)s)
+    FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[])
 ),
 mix AS (
     SELECT w.organization_id, p.category,

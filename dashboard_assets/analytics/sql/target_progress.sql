@@ -3,7 +3,7 @@
 -- (from the rollups) and the percent reached.
 WITH current_targets AS (
     SELECT t.organization_id, t.today, tg.metric, tg.period_start, tg.period_end, tg.target_value
-    FROM dashboard.organization_today(%(as_of)s) t
+    FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[]) t
     JOIN targets tg ON tg.organization_id = t.organization_id
                    AND tg.period_start <= t.today AND tg.period_end >= t.today
 ),
@@ -38,4 +38,4 @@ SELECT t.organization_id,
                '[]'::jsonb),
            'computed_at', dashboard.utc_iso(now())),
        now()
-FROM dashboard.organization_today(%(as_of)s) t
+FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[]) t

@@ -6,7 +6,7 @@ WITH spans AS (
            today AS current_to,
            make_date(extract(year FROM today)::int - 1, 1, 1) AS previous_from,
            (today - interval '1 year')::date AS previous_to
-    FROM dashboard.organization_today(%(as_of)s)
+    FROM dashboard.organization_today(%(as_of)s, %(organization_ids)s::uuid[])
 )
 SELECT s.organization_id,
        jsonb_build_object(

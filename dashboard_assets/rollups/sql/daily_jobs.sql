@@ -3,7 +3,7 @@
 WITH day_jobs AS (
     SELECT j.organization_id, j.id AS job_id, j.status,
            (j.created_at AT TIME ZONE w.tz)::date AS metric_date
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) w
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.created_at >= w.window_start AND j.created_at < w.window_end
                AND j.created_at >= %(utc_from)s AND j.created_at < %(utc_to)s
@@ -36,5 +36,5 @@ SELECT d.organization_id,
        COALESCE(p.total_labor_hours, 0) AS total_labor_hours,
        p.total_labor_hours / NULLIF(p.total_jobs, 0) AS avg_labor_hours_per_job,
        now() AS refreshed_at
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) d
 LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

@@ -2,7 +2,7 @@
 -- organization. Each fact table is aggregated on its own before the join, so
 -- no order, item or job is counted twice.
 WITH windows AS (
-    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid)
+    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[])
 ),
 window_orders AS (
     SELECT o.organization_id, o.id AS order_id, o.customer_id, o.status, o.total_amount,
@@ -67,7 +67,7 @@ SELECT d.organization_id,
        COALESCE(c.total_order_value, 0) AS total_order_value,
        COALESCE(c.active_customers, 0) AS active_customers,
        now() AS refreshed_at
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) d
 LEFT JOIN order_counts c ON c.organization_id = d.organization_id AND c.metric_date = d.metric_date
 LEFT JOIN delivered_revenue r ON r.organization_id = d.organization_id AND r.metric_date = d.metric_date
 LEFT JOIN deployed_kwh k ON k.organization_id = d.organization_id AND k.metric_date = d.metric_date

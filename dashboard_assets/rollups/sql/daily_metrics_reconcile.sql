@@ -2,7 +2,7 @@
 -- another route than the rollup (whole-range sums, NOT EXISTS instead of
 -- min()), to reconcile each refresh. Column names are the rollup's columns.
 WITH windows AS (
-    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s)
+    SELECT * FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[])
 ),
 range_orders AS (
     SELECT o.organization_id, o.id, o.customer_id, o.status, o.total_amount,
@@ -28,7 +28,8 @@ first_completions AS (
     GROUP BY j.organization_id, j.order_id
 )
 SELECT
-    (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
+    (SELECT count(*) FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]))
+        * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
     (SELECT COALESCE(sum(oi.line_total), 0)
        FROM range_orders o
        JOIN order_items oi ON oi.organization_id = o.organization_id AND oi.order_id = o.id

@@ -3,7 +3,7 @@ WITH day_opportunities AS (
     SELECT op.organization_id, (op.created_at AT TIME ZONE w.tz)::date AS metric_date,
            op.stage, op.value, op.probability,
            op.stage NOT IN ('won', 'lost') AS is_open
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) w
     JOIN opportunities op ON op.organization_id = w.organization_id
                          AND op.created_at >= w.window_start AND op.created_at < w.window_end
                          AND op.created_at >= %(utc_from)s AND op.created_at < %(utc_to)s
@@ -38,5 +38,5 @@ SELECT d.organization_id,
        COALESCE(p.won_value, 0) AS won_value,
        COALESCE(p.won_value, 0) / NULLIF(p.won_opportunities, 0) AS avg_won_deal_size,
        now() AS refreshed_at
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) d
 LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

@@ -1,13 +1,14 @@
 -- Range totals of dashboard.daily_pipeline straight from the source.
 WITH range_opportunities AS (
     SELECT op.*
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) w
     JOIN opportunities op ON op.organization_id = w.organization_id
                          AND op.created_at >= w.window_start AND op.created_at < w.window_end
                          AND op.created_at >= %(utc_from)s AND op.created_at < %(utc_to)s
 )
 SELECT
-    (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
+    (SELECT count(*) FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]))
+        * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
     (SELECT count(*) FROM range_opportunities WHERE stage = 'new') AS new_opportunities,
     (SELECT count(*) FROM range_opportunities WHERE stage = 'qualified') AS qualified_opportunities,
     (SELECT count(*) FROM range_opportunities WHERE stage = 'proposal') AS proposal_opportunities,

@@ -3,7 +3,7 @@ WITH day_claims AS (
     SELECT wc.organization_id, (wc.created_at AT TIME ZONE w.tz)::date AS metric_date,
            wc.status, wc.claim_type,
            extract(epoch FROM wc.resolved_at - wc.created_at) / 86400 AS resolution_days
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) w
     JOIN warranty_claims wc ON wc.organization_id = w.organization_id
                            AND wc.created_at >= w.window_start AND wc.created_at < w.window_end
                            AND wc.created_at >= %(utc_from)s AND wc.created_at < %(utc_to)s
@@ -37,5 +37,5 @@ SELECT d.organization_id,
        COALESCE(p.resolution_days_sum, 0) AS resolution_days_sum,
        p.resolution_days_sum / NULLIF(p.resolved_count, 0) AS avg_resolution_days,
        now() AS refreshed_at
-FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_id)s::uuid) d
+FROM dashboard.organization_days(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) d
 LEFT JOIN per_day p ON p.organization_id = d.organization_id AND p.metric_date = d.metric_date

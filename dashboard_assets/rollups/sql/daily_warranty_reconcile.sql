@@ -1,13 +1,14 @@
 -- Range totals of dashboard.daily_warranty straight from the source.
 WITH range_claims AS (
     SELECT wc.*
-    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s) w
+    FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]) w
     JOIN warranty_claims wc ON wc.organization_id = w.organization_id
                            AND wc.created_at >= w.window_start AND wc.created_at < w.window_end
                            AND wc.created_at >= %(utc_from)s AND wc.created_at < %(utc_to)s
 )
 SELECT
-    (SELECT count(*) FROM organizations) * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
+    (SELECT count(*) FROM dashboard.organization_windows(%(start_date)s, %(end_date)s, %(organization_ids)s::uuid[]))
+        * (%(end_date)s::date - %(start_date)s::date + 1) AS rows,
     (SELECT count(*) FROM range_claims) AS total_claims,
     (SELECT count(*) FROM range_claims WHERE status = 'pending') AS pending_claims,
     (SELECT count(*) FROM range_claims WHERE status = 'approved') AS approved_claims,
