@@ -28,6 +28,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from dashboard_assets.automation import capture
+
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
 
@@ -96,9 +98,10 @@ def generate(
     generations with different seeds coexist in one database; nothing is
     deleted.
 
-    Synthetic history is loaded like a restore, with triggers off
-    (`session_replication_role = replica`, which needs a superuser): it must not
-    flood the change log with millions of "changes".
+    Synthetic history is loaded like a restore: with triggers off
+    (`session_replication_role = replica`, which needs a superuser), and with
+    change capture restarted after it, so that the loaded rows are not decoded
+    as millions of changes (the change sensor then refreshes everything once).
     """
     if end_date is None:
         end_date = datetime.datetime.now(datetime.UTC).date()
@@ -113,6 +116,7 @@ def generate(
         conn.rollback()
         conn.execute("RESET session_replication_role")
         conn.commit()
+    capture.restart_after_load(conn)
     return loaded
 
 

@@ -25,8 +25,14 @@ from psycopg import sql
 from dashboard_assets.db import libpq_url
 
 
+# What change capture needs of the server (logical decoding, a slot per
+# database, and a bound on the WAL a slot that nobody reads may keep).
+CAPTURE_SETTINGS = {"wal_level": "logical", "max_replication_slots": "64", "max_slot_wal_keep_size": "4GB"}
+
+
 class LocalPostgres:
-    """A PostgreSQL server whose data directory is `data_dir`."""
+    """A PostgreSQL server whose data directory is `data_dir`, configured for
+    change capture (restarted once when a setting needs it)."""
 
     def __init__(self, data_dir: Path):
         data_dir = data_dir.resolve()
@@ -36,6 +42,21 @@ class LocalPostgres:
         self._server = pgserver.get_server(data_dir, cleanup_mode=None)
         self._data_dir = data_dir
         atexit.register(self.stop)
+        self._configure(CAPTURE_SETTINGS)
+
+    def _configure(self, settings: dict[str, str]) -> None:
+        with psycopg.connect(libpq_url(self.url()), autocommit=True) as conn:
+            current = dict(conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
+                                        (list(settings),)).fetchall())
+            changed = [name for name, value in settings.items() if current[name] != value]
+            for name in changed:
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(settings[name])))
+        if changed:
+            self.restart()
+
+    def restart(self) -> None:
+        """Stop and start the server with the same options (settings that need a restart apply)."""
+        pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self._data_dir, user=self._server.system_user)
 
     def url(self, database: str = "postgres") -> str:
         return self._server.get_uri(database)

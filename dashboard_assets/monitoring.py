@@ -1,18 +1,22 @@
 """The `dashboard_health` asset: the read path's cache hit rate and latency
-(counted by `read_stats`) and each rollup's last refresh, as numeric metadata
-that the UI plots over time, with checks that warn on degradation."""
+(counted by `read_stats`), each rollup's last refresh and the state of change
+capture, as numeric metadata that the UI plots over time, with checks that
+warn on degradation."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import psycopg
 import redis as redis_lib
 
 from dashboard_assets import settings
 from dashboard_assets.analytics.assets import AnalyticsConfig
 from dashboard_assets.analytics.publish import parse_as_of
 from dashboard_assets.automation.freshness import FRESHNESS_WINDOWS
-from dashboard_assets.db import raw_connection
+from dashboard_assets.automation.capture import setup_problems, slot_health
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS
+from dashboard_assets.db import libpq_url, raw_connection
 from dashboard_assets.read_stats import read_window
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
@@ -21,6 +25,10 @@ from dashboard_assets.sources import OWNER
 MIN_HIT_RATE = 0.8
 MIN_READS_FOR_HIT_RATE = 20
 READ_P99_BUDGET_MS = 600.0  # the design document's budget for a cold read
+# Change capture warns when the sensor is this far behind the WAL, or when it
+# restarted (and refreshed everything) within the last day.
+CAPTURE_LAG_WARN_BYTES = 256 * 2**20
+CAPTURE_RESTART_WINDOW = dt.timedelta(days=1)
 BUSINESS_HOURS = range(8, 18)  # Monday to Friday, reporting time
 
 
@@ -35,9 +43,22 @@ def refresh_ages(database_url: str, now: dt.datetime) -> dict[str, float | None]
     }
 
 
+def capture_state(database_url: str) -> dict:
+    """The replication slot's state, what keeps capture from seeing every
+    change, and its restarts within CAPTURE_RESTART_WINDOW."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        state = slot_health(conn)
+        state["problems"] = setup_problems(conn, list(CAPTURED_COLUMNS))
+        state["recent_restarts"] = [reason for (reason,) in conn.execute(
+            "SELECT reason FROM dashboard.capture_restarts WHERE restarted_at > now() - %s ORDER BY id",
+            (CAPTURE_RESTART_WINDOW,))]
+    return state
+
+
 HIT_RATE = "cache_hit_rate_in_business_hours"
 ROLLUPS_FRESH = "rollups_within_freshness"
 LATENCY = "read_latency_within_budget"
+CAPTURE = "change_capture_is_healthy"
 
 
 @dg.asset(
@@ -52,11 +73,16 @@ LATENCY = "read_latency_within_budget"
                           description="Every rollup refreshed within its freshness window."),
         dg.AssetCheckSpec(LATENCY, asset="dashboard_health",
                           description=f"Read latency p99 within {READ_P99_BUDGET_MS:.0f} ms."),
+        dg.AssetCheckSpec(CAPTURE, asset="dashboard_health",
+                          description=("Change capture set up (publication, replica identity, wal_level), its slot "
+                                       f"reserved and less than {CAPTURE_LAG_WARN_BYTES // 2**20} MB behind, and no "
+                                       "restart within the last day.")),
     ],
 )
 def dashboard_health(config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource) -> dg.MaterializeResult:
     """Health of the dashboard over the last one to two hours: reads, cache hit rate and read latency
-    (p50, p99) from the read path's counters in Redis, and seconds since each rollup's last refresh."""
+    (p50, p99) from the read path's counters in Redis, seconds since each rollup's last refresh, and
+    change capture: how far the change sensor is behind the WAL and how much WAL its slot keeps."""
     now = parse_as_of(config.as_of) or dt.datetime.now(dt.UTC)
     try:
         reads = read_window(redis.cache(), now)
@@ -70,8 +96,13 @@ def dashboard_health(config: AnalyticsConfig, postgres: PostgresResource, redis:
     stale = sorted(name for name, age in ages.items()
                    if age is None or age > FRESHNESS_WINDOWS[name][1].total_seconds())
     slow = reads["read_p99_ms"] is not None and reads["read_p99_ms"] > READ_P99_BUDGET_MS
+    capture = capture_state(postgres.database_url)
+    capture_healthy = (capture["slot"] in ("reserved", "extended") and not capture["problems"]
+                       and not capture["recent_restarts"] and capture["lag_bytes"] < CAPTURE_LAG_WARN_BYTES)
     metadata = {key: value for key, value in reads.items() if value is not None}
     metadata |= {f"seconds_since_refresh_{name}": age for name, age in ages.items() if age is not None}
+    metadata |= {f"change_capture_{name}": capture[name] for name in ("lag_bytes", "retained_bytes", "safe_wal_bytes")
+                 if capture.get(name) is not None}
     warn = dg.AssetCheckSeverity.WARN
     return dg.MaterializeResult(
         metadata=metadata,
@@ -82,5 +113,8 @@ def dashboard_health(config: AnalyticsConfig, postgres: PostgresResource, redis:
                                 metadata={"stale": dg.MetadataValue.json(stale)}),
             dg.AssetCheckResult(check_name=LATENCY, passed=not slow, severity=warn,
                                 metadata={"budget_ms": READ_P99_BUDGET_MS}),
+            dg.AssetCheckResult(check_name=CAPTURE, passed=capture_healthy, severity=warn,
+                                metadata={"slot": capture["slot"], "problems": dg.MetadataValue.json(capture["problems"]),
+                                          "recent_restarts": dg.MetadataValue.json(capture["recent_restarts"])}),
         ],
     )

@@ -2,6 +2,7 @@
 the fixtures under the project's `.local/` folder, and one freshly cloned
 database per test from a template that holds generated data."""
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -18,6 +19,7 @@ HISTORY_START = dt.date(2025, 1, 1)
 HISTORY_END = dt.date(2025, 4, 10)
 os.environ["DASHBOARD_HISTORY_START"] = HISTORY_START.isoformat()
 
+from dashboard_assets.automation import capture  # noqa: E402
 from dashboard_assets.db import libpq_url  # noqa: E402
 from dashboard_assets.generate import generate  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
@@ -51,8 +53,25 @@ def postgres_server(servers_dir):
     with psycopg.connect(libpq_url(url)) as conn:
         generate(conn, **GENERATION)
         conn.execute("ANALYZE")
+    with capture_running(url):  # the template's own slot would keep WAL for the whole session
+        pass
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def capture_running(database_url: str):
+    """Change capture on the database while the block runs (its slot created
+    unless migrate made one), its slot dropped afterwards."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                            (capture.slot_name(conn),)).fetchone():
+            capture.create_slot(conn)
+    try:
+        yield database_url
+    finally:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            capture.drop_slot(conn)
 
 
 @pytest.fixture(scope="session")
@@ -63,17 +82,21 @@ def redis_server(servers_dir):
 
 
 @pytest.fixture
-def database_url(postgres_server) -> str:
-    """A database of its own for the test: the generated template, cloned."""
-    return postgres_server.create_database(f"test_{next(_database_numbers)}", template=TEMPLATE_DATABASE)
+def database_url(postgres_server):
+    """A database of its own for the test: the generated template, cloned,
+    with change capture running from the clone on."""
+    with capture_running(postgres_server.create_database(f"test_{next(_database_numbers)}",
+                                                         template=TEMPLATE_DATABASE)) as url:
+        yield url
 
 
 @pytest.fixture
-def empty_database_url(postgres_server) -> str:
+def empty_database_url(postgres_server):
     """A database with the project's schema and the source tables, and no rows."""
     url = postgres_server.create_database(f"empty_{next(_database_numbers)}")
     migrate(url, with_source_schema=True)
-    return url
+    with capture_running(url):
+        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ import redis
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.monitoring import HIT_RATE, LATENCY, ROLLUPS_FRESH, dashboard_health
+from dashboard_assets.automation import capture
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS
+from dashboard_assets.monitoring import CAPTURE, HIT_RATE, LATENCY, ROLLUPS_FRESH, dashboard_health
 from dashboard_assets.read_stats import read_window, record_read
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets_tests.helpers import materialize_days, materialize_snapshot
@@ -52,7 +54,8 @@ def test_health_reports_figures_and_warns_on_a_low_hit_rate_in_business_hours(da
     assert health["metadata"]["reads"].value == 30
     assert health["metadata"]["cache_hit_rate"].value == round(14 / 30, 4)
     assert health["metadata"]["read_p99_ms"].value == 900.0
-    assert health["checks"] == {HIT_RATE: False, LATENCY: False, ROLLUPS_FRESH: False}  # never refreshed
+    assert health["checks"] == {HIT_RATE: False, LATENCY: False, ROLLUPS_FRESH: False,  # never refreshed
+                                CAPTURE: True}
 
 
 def test_health_passes_outside_business_hours_with_fresh_rollups(database_url, redis_url):
@@ -64,5 +67,15 @@ def test_health_passes_outside_business_hours_with_fresh_rollups(database_url, r
             conn.execute("INSERT INTO dashboard.refresh_log (rollup, rows_written, seconds, refreshed_at)"
                          " VALUES (%s, 1, 0.1, %s)", (rollup, SUNDAY_NIGHT - dt.timedelta(minutes=3)))
     health = _health(database_url, redis_url, SUNDAY_NIGHT)
-    assert health["checks"] == {HIT_RATE: True, LATENCY: True, ROLLUPS_FRESH: True}
+    assert health["checks"] == {HIT_RATE: True, LATENCY: True, ROLLUPS_FRESH: True, CAPTURE: True}
     assert health["metadata"]["seconds_since_refresh_daily_metrics"].value == 180.0
+    assert health["metadata"]["change_capture_lag_bytes"].value >= 0
+
+
+def test_health_warns_while_capture_is_down_and_for_a_day_after_it_restarted(database_url, redis_url):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        capture.drop_slot(conn)
+        assert not _health(database_url, redis_url, SUNDAY_NIGHT)["checks"][CAPTURE]
+        restarted = capture.read_changes(conn, "0/1", CAPTURED_COLUMNS)  # the sensor's next tick
+    assert restarted.restart_reason
+    assert not _health(database_url, redis_url, SUNDAY_NIGHT)["checks"][CAPTURE]

@@ -1,85 +1,103 @@
-"""The change sensor: source changes reach the rollups and Redis within a
-minute, touching only the days and organizations that changed."""
+"""The change sensor: committed source changes reach the rollups and Redis in
+seconds, refreshing only the days and organizations that changed."""
 
 import datetime as dt
 
 import dagster as dg
+import psycopg
 import redis as redis_lib
 
 from dashboard_assets import cache
+from dashboard_assets.automation.capture import read_changes
 from dashboard_assets.automation.changes import (
-    ALWAYS_REFRESHED,
-    DEPENDENTS_BY_TABLE,
-    ROLLUPS_BY_TABLE,
+    CAPTURED_COLUMNS,
+    FULL_REFRESH,
+    Refresh,
     activity_pages,
+    affected_days,
     plan_refreshes,
-    prune_consumed,
-    read_pending,
+    record_activity,
 )
+from dashboard_assets.db import libpq_url
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.scope import organizations_tag
 
 ACTIVITY_PAGE_SIZE = 20
 ACTIVITY_PAGES = 5
-# Processed change-log rows are kept this long for the activity feed.
-CHANGE_LOG_RETENTION = dt.timedelta(days=7)
-_SENSOR_TARGETS = sorted(
-    {r for rs in ROLLUPS_BY_TABLE.values() for r in rs}
-    | {d for ds in DEPENDENTS_BY_TABLE.values() for d in ds}
-    | set(ALWAYS_REFRESHED)
-)
+# Dagster's sensor daemon starts a sensor's ticks at most every 5 s. A tick
+# that finds nothing looks again for this long, so that a change committed
+# while it waits is seen within a tenth of a second instead of at the next tick.
+WAIT_FOR_CHANGES_SECONDS = 4.0
+# A change-driven run is a few small SQL statements per step: its steps run in
+# the run worker's own process (a process per step costs more than the work).
+# Runs that refresh every organization keep Dagster's multiprocess executor.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+RESTART_TAG = "dashboard/capture_restart"
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-@dg.sensor(
-    minimum_interval_seconds=15,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    target=dg.AssetSelection.assets(*_SENSOR_TARGETS),
-)
-def source_changes_sensor(
-    context: dg.SensorEvaluationContext, postgres: PostgresResource, redis: RedisResource
-) -> dg.SensorResult:
-    """Reads dashboard.change_log from a durable cursor (a transaction horizon), coalesces the changed
-    days into contiguous ranges and requests one ranged run per range for the rollups changed in it,
-    with the snapshot, the cache warming of the changed organizations (invalidated first) and, when their
-    inputs changed, the funnel and the product mix. Pushes the activity feed of those organizations and
-    prunes change-log rows processed by earlier ticks once they are a week old."""
-    after = context.cursor or "0"
-    pending = read_pending(postgres.database_url, after)
-    if not pending.tables:
-        return dg.SensorResult(skip_reason="no source changes", cursor=pending.horizon)
+def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) -> dg.SensorDefinition:
+    """The change sensor, waiting up to `wait_seconds` for changes in a tick."""
 
-    organizations = sorted(pending.organizations)
-    tags = organizations_tag(organizations)
-    first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
-    last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
-    refreshes = plan_refreshes(pending, first_day, last_day)
-    run_requests = [
-        dg.RunRequest(
-            run_key=f"changes:{after}:{pending.horizon}:{refresh.start}:{refresh.end}",
-            asset_selection=[dg.AssetKey(name) for name in refresh.assets],
-            tags={
-                **tags,
-                "dagster/asset_partition_range_start": refresh.start.isoformat(),
-                "dagster/asset_partition_range_end": refresh.end.isoformat(),
-            },
-        )
-        for refresh in refreshes
-    ] or [
-        dg.RunRequest(
-            run_key=f"changes:{after}:{pending.horizon}",
-            asset_selection=[dg.AssetKey(name) for name in ALWAYS_REFRESHED],
-            tags=tags,
-        )
-    ]
-    pruned = prune_consumed(postgres.database_url, after, CHANGE_LOG_RETENTION)
-    context.log.info(f"{len(run_requests)} runs for {len(organizations)} organizations; {pruned} old changes pruned")
-    try:
-        pushed = push_activity(postgres.database_url, redis.cache(), organizations)
-        context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
-    except redis_lib.RedisError as error:
-        context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
-    return dg.SensorResult(run_requests=run_requests, cursor=pending.horizon)
+    @dg.sensor(
+        name="source_changes_sensor",
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        target=dg.AssetSelection.assets(*FULL_REFRESH),
+    )
+    def source_changes_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource, redis: RedisResource
+    ) -> dg.SensorResult:
+        """Reads the committed source changes from the replication slot after the stored WAL position,
+        turns them into the (rollup, organization, day) they affect and requests one ranged run per
+        contiguous range of days, narrowed to the organizations changed in it, with the snapshot, the
+        cache warming of those organizations and, when their inputs changed, the funnel and the product
+        mix. Pushes those organizations' activity feed. When capture had to restart (slot missing, lost
+        or moved) it refreshes every day of every organization; when capture is broken the tick fails
+        and says what to fix."""
+        first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
+        last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
+        with psycopg.connect(libpq_url(postgres.database_url), autocommit=True) as conn:
+            changes = read_changes(conn, context.cursor, CAPTURED_COLUMNS, wait_seconds)
+            affected = affected_days(conn, changes, first_day, last_day)
+            record_activity(conn, changes)
+        if changes.restart_reason:
+            context.log.warning(f"change capture restarted: {changes.restart_reason}; "
+                                "refreshing every day of every organization")
+        refreshes = plan_refreshes(changes, affected, first_day, last_day)
+        if not refreshes:
+            return dg.SensorResult(skip_reason="no source changes", cursor=changes.position)
+        after = context.cursor or "start"
+        run_requests = [_run_request(refresh, f"changes:{after}:{changes.position}", changes.restart_reason)
+                        for refresh in refreshes]
+        organizations = sorted(changes.activity)
+        context.log.info(f"{len(run_requests)} runs for {len(organizations)} changed organizations")
+        if not organizations:
+            return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
+        try:
+            pushed = push_activity(postgres.database_url, redis.cache(), organizations)
+            context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
+        except redis_lib.RedisError as error:
+            context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
+        return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
+
+    return source_changes_sensor
+
+
+def _run_request(refresh: Refresh, run_key: str, restart_reason: str | None) -> dg.RunRequest:
+    tags = organizations_tag(refresh.organizations or ())
+    if refresh.days:
+        tags |= {RANGE_START: refresh.days[0].isoformat(), RANGE_END: refresh.days[1].isoformat()}
+        run_key += f":{refresh.days[0]}:{refresh.days[1]}"
+    if restart_reason:
+        tags[RESTART_TAG] = restart_reason
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=[dg.AssetKey(name) for name in refresh.assets],
+        tags=tags,
+        run_config=IN_PROCESS if refresh.organizations else {},
+    )
 
 
 def push_activity(database_url: str, store: cache.DashboardCache, organizations: list[str]) -> int:
@@ -91,3 +109,6 @@ def push_activity(database_url: str, store: cache.DashboardCache, organizations:
         for number, items in enumerate(pages, start=1)
     ]
     return store.write(entries)
+
+
+source_changes_sensor = build_source_changes_sensor()

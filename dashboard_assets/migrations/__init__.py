@@ -3,6 +3,8 @@
 import psycopg
 from psycopg import sql
 
+from dashboard_assets.automation import capture
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS
 from dashboard_assets.db import libpq_url, load_sql
 
 # Serializes concurrent migrations (e.g. several deploys at once).
@@ -10,8 +12,9 @@ _MIGRATION_LOCK_ID = 7_420_001
 
 
 def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
-    """Create the `dashboard` schema objects, the change-capture triggers on
-    the source tables, and the source indexes.
+    """Create the `dashboard` schema objects, the source indexes, and change
+    capture (the publication of the source tables and the replication slot,
+    which needs wal_level = logical).
 
     With `with_source_schema` the source tables are created first (demo, tests,
     benchmarks); an operational database already has them.
@@ -28,6 +31,7 @@ def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
             _drop_invalid_indexes(conn)
             for statement in _statements(load_sql(__name__, "source_indexes.sql")):
                 conn.execute(statement)
+            capture.install(conn, list(CAPTURED_COLUMNS))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
 

@@ -29,7 +29,7 @@ from dashboard_assets.migrations import migrate
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
 from dashboard_assets.rollups.refresh import refresh
 from dashboard_assets_tests import reference
-from dashboard_assets_tests.conftest import HISTORY_START
+from dashboard_assets_tests.conftest import HISTORY_START, capture_running
 from dashboard_assets_tests.helpers import (
     assert_frames_equal,
     assert_rollups_match_reference,
@@ -177,6 +177,8 @@ def small_template(postgres_server) -> str:
     migrate(url, with_source_schema=True)
     with psycopg.connect(libpq_url(url)) as conn:
         generate(conn, orgs=3, days=SMALL_DAYS, seed=23, end_date=SMALL_END, scale=0.1)
+    with capture_running(url):  # no slot of its own: clones get theirs
+        pass
     return SMALL_TEMPLATE
 
 
@@ -210,7 +212,8 @@ def scratch_clone(postgres_server, template: str):
     name = f"property_{next(_clones)}"
     database_url = postgres_server.create_database(name, template=template)
     try:
-        yield database_url
+        with capture_running(database_url):
+            yield database_url
     finally:
         engine(database_url).dispose()
         with psycopg.connect(libpq_url(postgres_server.url()), autocommit=True) as conn:

@@ -1,0 +1,253 @@
+"""The change stream: a publication of the source tables and a logical
+replication slot (pgoutput) on the primary, read by the change sensor.
+
+Capture costs the application's writes nothing but their old rows in the WAL
+(REPLICA IDENTITY FULL). The slot keeps every committed change, in commit
+order, until the sensor confirms it: each tick first advances the slot to the
+position the previous tick stored in Dagster, then peeks (reads without
+consuming) everything after it. A tick that dies before its position is
+stored is simply read again.
+
+Capture that cannot be trusted is never silent:
+- publication, replica identity or wal_level not as capture needs (a
+  migration not run, a table dropped from the publication): the tick fails
+  with what to fix, and the slot is dropped so that WAL is not retained;
+- the slot missing, lost (its WAL removed past max_slot_wal_keep_size) or
+  moved past the stored position (recreated or advanced by someone else):
+  capture restarts from a new slot, the restart is recorded in
+  dashboard.capture_restarts, and the sensor refreshes everything.
+"""
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psycopg
+
+from dashboard_assets.automation.pgoutput import Decoder, RowChange, Truncation, lsn_text, lsn_value
+
+PUBLICATION = "dashboard_source_changes"
+# Changes kept per organization for the activity feed.
+ACTIVITY_DEPTH = 100
+# While nothing has changed, a tick looks again this often (slower when a look
+# is expensive: each look is at most a quarter of the time).
+POLL_SECONDS = 0.1
+_PEEK = """
+    SELECT data FROM pg_logical_slot_peek_binary_changes(
+        %(slot)s, %(upto)s::pg_lsn, NULL,
+        'proto_version', '1', 'publication_names', %(publication)s, 'binary', 'true')
+"""
+
+
+class CaptureError(RuntimeError):
+    """Change capture is not set up as it needs to be; the message says how to fix it."""
+
+
+@dataclass
+class CapturedChanges:
+    """What changed after the stored position, up to `position`.
+
+    `versions[table]` holds the distinct (old and new) versions of the changed
+    rows, as tuples of `wanted[table]`; `restart_reason` is set when capture
+    restarted, so that nothing before `position` can be trusted to be known.
+    """
+
+    position: str
+    versions: dict[str, set[tuple]] = field(default_factory=lambda: defaultdict(set))
+    truncated: set[str] = field(default_factory=set)
+    activity: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=ACTIVITY_DEPTH)))
+    restart_reason: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.versions and not self.truncated
+
+
+def install(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Publish `tables` and create the slot if it does not exist (autocommit
+    connection of a role that owns the tables and may replicate)."""
+    if (level := _wal_level(conn)) != "logical":
+        raise CaptureError(_WAL_LEVEL_MESSAGE.format(level=level))
+    conn.execute("SELECT dashboard.publish_source_changes(%s, %s)", (PUBLICATION, tables))
+    if _slot(conn) is None:
+        create_slot(conn)
+
+
+def slot_name(conn: psycopg.Connection) -> str:
+    """The slot of this database (slot names are per server)."""
+    return conn.execute(
+        "SELECT 'dashboard_changes_' || oid FROM pg_database WHERE datname = current_database()"
+    ).fetchone()[0]
+
+
+def create_slot(conn: psycopg.Connection) -> int:
+    """Create the slot; returns the position it starts from. Capture starts
+    here: a backfill after this point leaves nothing uncaptured."""
+    (position,) = conn.execute(
+        "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot_name(conn),)
+    ).fetchone()
+    return lsn_value(position)
+
+
+def drop_slot(conn: psycopg.Connection) -> None:
+    """Drop the slot if it exists (capture stops; WAL is no longer retained)."""
+    conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                 (slot_name(conn),))
+
+
+def restart_after_load(conn: psycopg.Connection) -> None:
+    """After rows were loaded like a restore: if capture is running, start it
+    again after them (a new slot), so that they are not decoded as changes."""
+    autocommit, conn.autocommit = conn.autocommit, True
+    try:
+        if _slot(conn) is not None:
+            drop_slot(conn)
+            create_slot(conn)
+    finally:
+        conn.autocommit = autocommit
+
+
+def read_changes(conn: psycopg.Connection, cursor: str | None, wanted: dict[str, tuple[str, ...]],
+                 wait_seconds: float = 0.0) -> CapturedChanges:
+    """The changes after `cursor` (the position the previous tick returned;
+    None on the first tick), waiting up to `wait_seconds` for the first one,
+    on an autocommit connection to the primary."""
+    if problems := setup_problems(conn, list(wanted)):
+        drop_slot(conn)
+        raise CaptureError(f"change capture is broken: {'; '.join(problems)}. Run `dashboard-assets migrate`; "
+                           "the change sensor then refreshes everything once.")
+    restart_reason, confirmed = _restart_reason(conn, cursor)
+    if restart_reason:  # everything committed so far is left to the full refresh this asks for
+        (resumed_at,) = conn.execute(
+            "INSERT INTO dashboard.capture_restarts (reason, resumed_at)"
+            " VALUES (%s, greatest(%s::pg_lsn, pg_current_wal_flush_lsn())) RETURNING resumed_at::text",
+            (restart_reason, lsn_text(confirmed))).fetchone()
+        return CapturedChanges(position=resumed_at, restart_reason=restart_reason)
+    if cursor is not None and lsn_value(cursor) > confirmed:
+        conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot_name(conn), cursor))
+    return _peek_until_changed(conn, wanted, wait_seconds)
+
+
+def setup_problems(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """What keeps capture from seeing every change of `tables` (empty when none)."""
+    problems = []
+    if (level := _wal_level(conn)) != "logical":
+        problems.append(f"wal_level is {level}, not logical")
+    rows = conn.execute(
+        """
+        SELECT t.name, c.relreplident, p.tablename IS NOT NULL
+        FROM unnest(%s::text[]) AS t(name)
+        LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)
+        LEFT JOIN pg_publication_tables p ON p.pubname = %s AND p.tablename = t.name
+                                         AND p.schemaname = current_schema()
+        """,
+        (tables, PUBLICATION),
+    ).fetchall()
+    unpublished = [name for name, _, published in rows if not published]
+    partial = [name for name, identity, _ in rows if identity not in (None, "f")]
+    if unpublished:
+        problems.append(f"not in publication {PUBLICATION}: {', '.join(unpublished)}")
+    if partial:
+        problems.append(f"not REPLICA IDENTITY FULL: {', '.join(partial)}")
+    return problems
+
+
+def slot_health(conn: psycopg.Connection) -> dict:
+    """The slot's state for monitoring: WAL status, bytes not yet confirmed by
+    the sensor (lag), bytes retained, and bytes left before it would be lost."""
+    row = conn.execute(
+        """
+        SELECT wal_status,
+               pg_current_wal_lsn() - confirmed_flush_lsn,
+               pg_current_wal_lsn() - restart_lsn,
+               safe_wal_size
+        FROM pg_replication_slots WHERE slot_name = %s
+        """,
+        (slot_name(conn),),
+    ).fetchone()
+    if row is None:
+        return {"slot": "missing"}
+    status, lag, retained, safe = row
+    return {"slot": status, "lag_bytes": int(lag), "retained_bytes": int(retained),
+            "safe_wal_bytes": None if safe is None else int(safe)}
+
+
+_WAL_LEVEL_MESSAGE = (
+    "change capture needs wal_level = logical (it is {level}): set it in postgresql.conf (or ALTER SYSTEM SET "
+    "wal_level = logical), restart PostgreSQL, and run `dashboard-assets migrate` again"
+)
+
+
+def _wal_level(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT current_setting('wal_level')").fetchone()[0]
+
+
+def _slot(conn: psycopg.Connection) -> tuple[int, str] | None:
+    """The slot's confirmed position and WAL status, or None when it does not exist."""
+    row = conn.execute(
+        "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = %s",
+        (slot_name(conn),),
+    ).fetchone()
+    return None if row is None else (lsn_value(row[0]), row[1])
+
+
+def _restart_reason(conn: psycopg.Connection, cursor: str | None) -> tuple[str | None, int]:
+    """Why capture must restart from the current state (None: it need not),
+    and the slot's confirmed position, after recreating it when needed."""
+    slot = _slot(conn)
+    if slot is None:
+        return "the replication slot was missing", create_slot(conn)
+    confirmed, status = slot
+    if status == "lost":
+        drop_slot(conn)
+        return "the replication slot was lost: WAL it needed was removed (max_slot_wal_keep_size)", create_slot(conn)
+    if cursor is None:
+        return None, confirmed
+    try:
+        stored = lsn_value(cursor)
+    except ValueError:
+        return f"the stored position {cursor[:40]!r} is not a WAL position", confirmed
+    if confirmed > stored:
+        return "the replication slot was past the stored position (recreated or advanced elsewhere)", confirmed
+    return None, confirmed
+
+
+def _peek_until_changed(conn: psycopg.Connection, wanted: dict[str, tuple[str, ...]],
+                        wait_seconds: float) -> CapturedChanges:
+    """Peek everything committed so far; while nothing changed, look again
+    until `wait_seconds` have passed."""
+    deadline = time.monotonic() + wait_seconds
+    slot = slot_name(conn)
+    while True:
+        began = time.monotonic()
+        (upto,) = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+        decoder = Decoder(wanted)
+        changes = CapturedChanges(position=upto)
+        with conn.transaction(), conn.cursor(name="peek") as peek:
+            peek.itersize = 10_000
+            peek.execute(_PEEK, {"slot": slot, "upto": upto, "publication": PUBLICATION})
+            _collect(decoder.decode(message for (message,) in peek), wanted, changes)
+        changes.position = lsn_text(max(lsn_value(upto), decoder.last_commit_lsn))
+        remaining = deadline - time.monotonic()
+        if not changes.empty or remaining <= 0:
+            return changes
+        time.sleep(min(remaining, max(POLL_SECONDS, 4 * (time.monotonic() - began))))
+
+
+def _collect(decoded: Iterator[RowChange | Truncation], wanted: dict[str, tuple[str, ...]],
+             changes: CapturedChanges) -> None:
+    for change in decoded:
+        if isinstance(change, Truncation):
+            changes.truncated.update(change.tables)
+            continue
+        columns = wanted[change.table]
+        organizations = set()
+        for version in (change.old, change.new):
+            if version is not None:
+                changes.versions[change.table].add(tuple(version[c] for c in columns))
+                organizations.add(version.get("organization_id", version["id"]))
+        for org in organizations:
+            changes.activity[str(org)].append(
+                (lsn_text(change.commit_lsn), change.ordinal, org, change.table, change.operation,
+                 (change.new or change.old)["id"], change.committed_at))

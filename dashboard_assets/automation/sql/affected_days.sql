@@ -1,0 +1,78 @@
+-- The (rollup, organization, local day) whose rows the decoded changes may
+-- have changed, from the changed rows' old and new versions (arrays, one per
+-- column) and the current source rows they point at: an item counts on its
+-- order's day, a time entry on its job's day, and kWh on the day of the
+-- order's first completed job, so every order a change touches (through its
+-- items, jobs or products) contributes that day. A change to an organization
+-- (its timezone, or the organization itself) affects all of its days.
+-- Lookups read the current rows: a later change to a looked-up row is itself
+-- decoded with its old and new values, so no day is missed.
+WITH zones AS (
+    SELECT id, COALESCE(timezone, 'Australia/Sydney') AS tz FROM organizations
+),
+changed_orders AS (
+    SELECT * FROM unnest(%(orders_organization_id)s::uuid[], %(orders_id)s::uuid[],
+                         %(orders_created_at)s::timestamptz[]) AS o(organization_id, id, created_at)
+),
+changed_items AS (
+    SELECT * FROM unnest(%(order_items_organization_id)s::uuid[], %(order_items_order_id)s::uuid[])
+        AS i(organization_id, order_id)
+),
+changed_jobs AS (
+    SELECT * FROM unnest(%(jobs_organization_id)s::uuid[], %(jobs_order_id)s::uuid[],
+                         %(jobs_created_at)s::timestamptz[], %(jobs_completed_at)s::timestamptz[])
+        AS j(organization_id, order_id, created_at, completed_at)
+),
+changed_entries AS (
+    SELECT * FROM unnest(%(job_time_entries_organization_id)s::uuid[], %(job_time_entries_job_id)s::uuid[])
+        AS e(organization_id, job_id)
+),
+changed_products AS (
+    SELECT * FROM unnest(%(products_organization_id)s::uuid[], %(products_id)s::uuid[]) AS p(organization_id, id)
+),
+kwh_orders AS (
+    SELECT organization_id, id AS order_id FROM changed_orders
+    UNION SELECT organization_id, order_id FROM changed_items
+    UNION SELECT organization_id, order_id FROM changed_jobs WHERE order_id IS NOT NULL
+    UNION SELECT oi.organization_id, oi.order_id
+          FROM changed_products p
+          JOIN order_items oi ON oi.organization_id = p.organization_id AND oi.product_id = p.id
+),
+stamps AS (
+    SELECT 'daily_metrics' AS rollup, organization_id, created_at AS ts FROM changed_orders
+    UNION ALL
+    SELECT 'daily_metrics', i.organization_id, o.created_at
+    FROM changed_items i JOIN orders o ON o.organization_id = i.organization_id AND o.id = i.order_id
+    UNION ALL
+    SELECT 'daily_metrics', organization_id, completed_at FROM changed_jobs
+    UNION ALL
+    SELECT 'daily_metrics', k.organization_id, f.completed_at
+    FROM kwh_orders k
+    CROSS JOIN LATERAL (
+        SELECT min(j.completed_at) AS completed_at FROM jobs j
+        WHERE j.organization_id = k.organization_id AND j.order_id = k.order_id AND j.status = 'completed'
+    ) f
+    UNION ALL
+    SELECT 'daily_jobs', organization_id, created_at FROM changed_jobs
+    UNION ALL
+    SELECT 'daily_jobs', e.organization_id, j.created_at
+    FROM changed_entries e JOIN jobs j ON j.organization_id = e.organization_id AND j.id = e.job_id
+    UNION ALL
+    SELECT 'daily_pipeline', organization_id, created_at
+    FROM unnest(%(opportunities_organization_id)s::uuid[], %(opportunities_created_at)s::timestamptz[])
+        AS op(organization_id, created_at)
+    UNION ALL
+    SELECT 'daily_warranty', organization_id, created_at
+    FROM unnest(%(warranty_claims_organization_id)s::uuid[], %(warranty_claims_created_at)s::timestamptz[])
+        AS wc(organization_id, created_at)
+)
+SELECT DISTINCT s.rollup, s.organization_id, (s.ts AT TIME ZONE COALESCE(z.tz, 'Australia/Sydney'))::date
+FROM stamps s
+LEFT JOIN zones z ON z.id = s.organization_id
+WHERE s.ts IS NOT NULL
+  AND (s.ts AT TIME ZONE COALESCE(z.tz, 'Australia/Sydney'))::date BETWEEN %(first_day)s AND %(last_day)s
+UNION
+SELECT r.rollup, g.id, d::date
+FROM unnest(%(organizations_id)s::uuid[]) AS g(id)
+CROSS JOIN unnest(%(rollups)s::text[]) AS r(rollup)
+CROSS JOIN generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') AS d
