@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 
 install:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
-	@$(UV) sync --locked --extra dev --quiet
+	@$(UV) sync --locked --extra dev --quiet --compile-bytecode
 
 demo: install
 	$(UV) run --locked --extra dev dashboard-assets demo

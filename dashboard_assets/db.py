@@ -1,6 +1,7 @@
 """PostgreSQL access: pooled SQLAlchemy engines on psycopg 3, the project's SQL
 files, and COPY streaming between a source and a target database."""
 
+import contextlib
 import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -50,6 +51,19 @@ def raw_connection(url: str) -> Iterator[psycopg.Connection]:
         yield pooled.driver_connection
     finally:
         pooled.close()
+
+
+@contextmanager
+def autocommit_connection(url: str) -> Iterator[psycopg.Connection]:
+    """A pooled psycopg connection in autocommit mode (explicit transactions
+    only). Session state such as temporary tables stays with it in the pool."""
+    with raw_connection(url) as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.autocommit = False
 
 
 @contextmanager

@@ -54,6 +54,11 @@ class LocalPostgres:
         if changed:
             self.restart()
 
+    @property
+    def postmaster_pid(self) -> int:
+        """The process id of the server's postmaster (every server process is its child)."""
+        return int((self._data_dir / "postmaster.pid").read_text().split()[0])
+
     def restart(self) -> None:
         """Stop and start the server with the same options (settings that need a restart apply)."""
         pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self._data_dir, user=self._server.system_user)

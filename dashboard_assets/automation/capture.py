@@ -18,9 +18,11 @@ Capture that cannot be trusted is never silent:
   dashboard.capture_restarts, and the sensor refreshes everything.
 """
 
+import operator
 import time
+import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import psycopg
@@ -33,10 +35,12 @@ ACTIVITY_DEPTH = 100
 # While nothing has changed, a tick looks again this often (slower when a look
 # is expensive: each look is at most a quarter of the time).
 POLL_SECONDS = 0.1
+# Every message but Begin (the commit time comes with Commit), in binary.
 _PEEK = """
     SELECT data FROM pg_logical_slot_peek_binary_changes(
         %(slot)s, %(upto)s::pg_lsn, NULL,
         'proto_version', '1', 'publication_names', %(publication)s, 'binary', 'true')
+    WHERE get_byte(data, 0) <> 66
 """
 
 
@@ -49,14 +53,17 @@ class CapturedChanges:
     """What changed after the stored position, up to `position`.
 
     `versions[table]` holds the distinct (old and new) versions of the changed
-    rows, as tuples of `wanted[table]`; `restart_reason` is set when capture
-    restarted, so that nothing before `position` can be trusted to be known.
+    rows, as tuples of their captured columns in PostgreSQL's binary format;
+    `activity[organization]` the newest changes of each organization, as
+    (commit position, ordinal, table, operation, row id, commit time);
+    `restart_reason` is set when capture restarted, so that nothing before
+    `position` can be trusted to be known.
     """
 
     position: str
     versions: dict[str, set[tuple]] = field(default_factory=lambda: defaultdict(set))
     truncated: set[str] = field(default_factory=set)
-    activity: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=ACTIVITY_DEPTH)))
+    activity: dict[str, deque] = field(default_factory=dict)
     restart_reason: str | None = None
 
     @property
@@ -108,12 +115,13 @@ def restart_after_load(conn: psycopg.Connection) -> None:
         conn.autocommit = autocommit
 
 
-def read_changes(conn: psycopg.Connection, cursor: str | None, wanted: dict[str, tuple[str, ...]],
+def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[str, tuple[str, ...]],
                  wait_seconds: float = 0.0) -> CapturedChanges:
     """The changes after `cursor` (the position the previous tick returned;
-    None on the first tick), waiting up to `wait_seconds` for the first one,
-    on an autocommit connection to the primary."""
-    if problems := setup_problems(conn, list(wanted)):
+    None on the first tick) of the tables and columns `captured`, waiting up
+    to `wait_seconds` for the first one, on an autocommit connection to the
+    primary."""
+    if problems := setup_problems(conn, list(captured)):
         drop_slot(conn)
         raise CaptureError(f"change capture is broken: {'; '.join(problems)}. Run `dashboard-assets migrate`; "
                            "the change sensor then refreshes everything once.")
@@ -126,7 +134,7 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, wanted: dict[str,
         return CapturedChanges(position=resumed_at, restart_reason=restart_reason)
     if cursor is not None and lsn_value(cursor) > confirmed:
         conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot_name(conn), cursor))
-    return _peek_until_changed(conn, wanted, wait_seconds)
+    return _peek_until_changed(conn, captured, wait_seconds)
 
 
 def setup_problems(conn: psycopg.Connection, tables: list[str]) -> list[str]:
@@ -213,21 +221,23 @@ def _restart_reason(conn: psycopg.Connection, cursor: str | None) -> tuple[str |
     return None, confirmed
 
 
-def _peek_until_changed(conn: psycopg.Connection, wanted: dict[str, tuple[str, ...]],
+def _peek_until_changed(conn: psycopg.Connection, captured: dict[str, tuple[str, ...]],
                         wait_seconds: float) -> CapturedChanges:
     """Peek everything committed so far; while nothing changed, look again
     until `wait_seconds` have passed."""
     deadline = time.monotonic() + wait_seconds
     slot = slot_name(conn)
+    wanted = {table: tuple(dict.fromkeys((*_ACTIVITY_COLUMNS, *columns))) for table, columns in captured.items()}
+    projections = {table: _projection([wanted[table].index(c) for c in columns]) for table, columns in captured.items()}
     while True:
         began = time.monotonic()
         (upto,) = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
         decoder = Decoder(wanted)
         changes = CapturedChanges(position=upto)
-        with conn.transaction(), conn.cursor(name="peek") as peek:
+        with conn.transaction(), conn.cursor(name="peek", binary=True) as peek:
             peek.itersize = 10_000
             peek.execute(_PEEK, {"slot": slot, "upto": upto, "publication": PUBLICATION})
-            _collect(decoder.decode(message for (message,) in peek), wanted, changes)
+            _collect(decoder.decode(message for (message,) in peek), projections, changes)
         changes.position = lsn_text(max(lsn_value(upto), decoder.last_commit_lsn))
         remaining = deadline - time.monotonic()
         if not changes.empty or remaining <= 0:
@@ -235,19 +245,36 @@ def _peek_until_changed(conn: psycopg.Connection, wanted: dict[str, tuple[str, .
         time.sleep(min(remaining, max(POLL_SECONDS, 4 * (time.monotonic() - began))))
 
 
-def _collect(decoded: Iterator[RowChange | Truncation], wanted: dict[str, tuple[str, ...]],
+# Decoded for every change, for the activity feed: the row's id and its
+# organization (a table without organization_id, organizations itself, is
+# keyed by its id).
+_ACTIVITY_COLUMNS = ("id", "organization_id")
+
+
+def _projection(indexes: list[int]) -> Callable[[tuple], tuple]:
+    """What picks the captured columns out of a decoded version."""
+    if len(indexes) == 1:
+        (index,) = indexes
+        return lambda version: (version[index],)
+    return operator.itemgetter(*indexes)
+
+
+def _collect(decoded: Iterator[RowChange | Truncation], projections: dict[str, Callable[[tuple], tuple]],
              changes: CapturedChanges) -> None:
+    activity: dict[bytes, deque] = defaultdict(lambda: deque(maxlen=ACTIVITY_DEPTH))
     for change in decoded:
         if isinstance(change, Truncation):
             changes.truncated.update(change.tables)
             continue
-        columns = wanted[change.table]
+        table, operation, old, new, commit_lsn, committed_at, ordinal = change
+        versions = changes.versions[table]
+        project = projections[table]
+        row_id = (new or old)[0]
         organizations = set()
-        for version in (change.old, change.new):
+        for version in (old, new):
             if version is not None:
-                changes.versions[change.table].add(tuple(version[c] for c in columns))
-                organizations.add(version.get("organization_id", version["id"]))
+                versions.add(project(version))
+                organizations.add(version[1] or version[0])
         for org in organizations:
-            changes.activity[str(org)].append(
-                (lsn_text(change.commit_lsn), change.ordinal, org, change.table, change.operation,
-                 (change.new or change.old)["id"], change.committed_at))
+            activity[org].append((commit_lsn, ordinal, table, operation, row_id, committed_at))
+    changes.activity.update((str(uuid.UUID(bytes=org)), entries) for org, entries in activity.items())

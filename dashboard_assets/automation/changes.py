@@ -2,7 +2,10 @@
 day) they affect, the runs that refresh exactly those, and the activity feed."""
 
 import datetime as dt
+import struct
+import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -13,18 +16,17 @@ from dashboard_assets.db import load_sql, raw_connection
 _SQL = "dashboard_assets.automation.sql"
 DAILY_ROLLUPS = ("daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs")
 
-# The captured source tables and the columns of theirs that place a change on
-# the days it affects (every table keeps its id and organization for the
-# activity feed). The columns' meaning is in sql/affected_days.sql.
+# The captured source tables and, for each, the columns that place a change on
+# the days it affects (their meaning is in sql/affected_days.sql).
 CAPTURED_COLUMNS = {
     "organizations": ("id",),
-    "products": ("id", "organization_id"),
-    "orders": ("id", "organization_id", "created_at"),
-    "order_items": ("id", "organization_id", "order_id"),
-    "jobs": ("id", "organization_id", "order_id", "created_at", "completed_at"),
-    "job_time_entries": ("id", "organization_id", "job_id"),
-    "opportunities": ("id", "organization_id", "created_at"),
-    "warranty_claims": ("id", "organization_id", "created_at"),
+    "products": ("organization_id", "id"),
+    "orders": ("organization_id", "id", "created_at"),
+    "order_items": ("organization_id", "order_id"),
+    "jobs": ("organization_id", "order_id", "created_at", "completed_at"),
+    "job_time_entries": ("organization_id", "job_id"),
+    "opportunities": ("organization_id", "created_at"),
+    "warranty_claims": ("organization_id", "created_at"),
 }
 # The rollups every row of a table feeds (for a TRUNCATE, which names no rows).
 ROLLUPS_BY_TABLE = {
@@ -59,16 +61,63 @@ class Refresh:
     organizations: tuple[str, ...] | None
 
 
-def affected_days(conn: psycopg.Connection, changes: CapturedChanges,
-                  first_day: dt.date, last_day: dt.date) -> set[tuple[str, str, dt.date]]:
+def record(conn: psycopg.Connection, changes: CapturedChanges,
+           first_day: dt.date, last_day: dt.date) -> set[tuple[str, str, dt.date]]:
     """The (rollup, organization, day) within [first_day, last_day] that the
-    changes affect, in one query on the primary."""
-    params = {"first_day": first_day, "last_day": last_day, "rollups": list(DAILY_ROLLUPS)}
-    for table, columns in CAPTURED_COLUMNS.items():
-        values = list(zip(*changes.versions.get(table, ()))) or [()] * len(columns)
-        params |= {f"{table}_{column}": list(column_values) for column, column_values in zip(columns, values)}
-    rows = conn.execute(load_sql(_SQL, "affected_days.sql"), params).fetchall()
+    changes affect; keeps their newest changes for the activity feed. One
+    transaction on the primary: the decoded rows are copied in as they were
+    decoded (binary COPY into temporary tables), and set-based SQL does the rest."""
+    if changes.empty:
+        return set()
+    with conn.transaction():
+        conn.execute(load_sql(_SQL, "decoded_changes.sql"))
+        with conn.cursor() as cur:
+            with cur.copy("COPY decoded_versions FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_binary_copy(_version_rows(changes)))
+            with cur.copy("COPY decoded_activity FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_binary_copy(_activity_rows(changes)))
+        rows = conn.execute(load_sql(_SQL, "affected_days.sql"),
+                            {"first_day": first_day, "last_day": last_day, "rollups": list(DAILY_ROLLUPS)}).fetchall()
+        conn.execute(load_sql(_SQL, "keep_activity.sql"))
+        conn.execute(load_sql(_SQL, "prune_activity.sql"), {"keep": ACTIVITY_DEPTH})
     return {(rollup, str(org), day) for rollup, org, day in rows}
+
+
+# The columns of the temporary table decoded_versions after its source_table.
+_VERSION_COLUMNS = ("id", "organization_id", "order_id", "job_id", "created_at", "completed_at")
+_INT16, _INT32, _UINT64 = struct.Struct("!h"), struct.Struct("!i"), struct.Struct("!Q")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = _INT16.pack(-1)
+_NULL = _INT32.pack(-1)
+
+
+def _version_rows(changes: CapturedChanges) -> Iterator[tuple]:
+    for table, versions in changes.versions.items():
+        places = [_VERSION_COLUMNS.index(column) for column in CAPTURED_COLUMNS[table]]
+        name = table.encode()
+        for version in versions:
+            row = [None] * len(_VERSION_COLUMNS)
+            for place, value in zip(places, version):
+                row[place] = value
+            yield name, *row
+
+
+def _activity_rows(changes: CapturedChanges) -> Iterator[tuple]:
+    for org, entries in changes.activity.items():
+        org_bytes = uuid.UUID(org).bytes
+        for commit_lsn, ordinal, table, operation, row_id, committed_at in entries:
+            yield (_UINT64.pack(commit_lsn), _INT32.pack(ordinal), org_bytes, table.encode(), operation.encode(),
+                   row_id, committed_at)
+
+
+def _binary_copy(rows: Iterable[tuple[bytes | None, ...]]) -> bytes:
+    """Rows of binary values as a COPY ... (FORMAT BINARY) stream."""
+    parts = [_COPY_HEADER]
+    for row in rows:
+        parts.append(_INT16.pack(len(row)))
+        parts.extend(_NULL if value is None else _INT32.pack(len(value)) + value for value in row)
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
 
 
 def plan_refreshes(changes: CapturedChanges, affected: set[tuple[str, str, dt.date]],
@@ -109,23 +158,6 @@ def _contiguous(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
         else:
             ranges.append([day, day])
     return [(start, end) for start, end in ranges]
-
-
-def record_activity(conn: psycopg.Connection, changes: CapturedChanges) -> None:
-    """Keep the decoded changes of each organization in dashboard.recent_changes,
-    the newest ACTIVITY_DEPTH of them."""
-    entries = [entry for per_org in changes.activity.values() for entry in per_org]
-    if not entries:
-        return
-    with conn.transaction():
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO dashboard.recent_changes (commit_lsn, ordinal, organization_id, source_table, operation,"
-                " row_id, committed_at) VALUES (%s::pg_lsn, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                entries,
-            )
-        conn.execute(load_sql(_SQL, "prune_recent_changes.sql"),
-                     {"organizations": list(changes.activity), "keep": ACTIVITY_DEPTH})
 
 
 def activity_pages(database_url: str, organizations: list[str], page_size: int, pages: int) -> dict[str, list[list[dict]]]:

@@ -4,7 +4,6 @@ seconds, refreshing only the days and organizations that changed."""
 import datetime as dt
 
 import dagster as dg
-import psycopg
 import redis as redis_lib
 
 from dashboard_assets import cache
@@ -14,20 +13,23 @@ from dashboard_assets.automation.changes import (
     FULL_REFRESH,
     Refresh,
     activity_pages,
-    affected_days,
     plan_refreshes,
-    record_activity,
+    record,
 )
-from dashboard_assets.db import libpq_url
+from dashboard_assets.db import autocommit_connection
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.scope import organizations_tag
 
 ACTIVITY_PAGE_SIZE = 20
 ACTIVITY_PAGES = 5
-# Dagster's sensor daemon starts a sensor's ticks at most every 5 s. A tick
-# that finds nothing looks again for this long, so that a change committed
-# while it waits is seen within a tenth of a second instead of at the next tick.
+# Dagster's sensor daemon looks at its sensors every 5 s, and starts a tick when
+# the previous one has finished and began at least MINIMUM_INTERVAL_SECONDS
+# before (just under the daemon's 5 s, so that no look is skipped). A tick
+# that finds nothing looks again for WAIT_FOR_CHANGES_SECONDS, so that a
+# change committed while it waits is seen within a tenth of a second instead
+# of at the next tick.
+MINIMUM_INTERVAL_SECONDS = 4
 WAIT_FOR_CHANGES_SECONDS = 4.0
 # A change-driven run is a few small SQL statements per step: its steps run in
 # the run worker's own process (a process per step costs more than the work).
@@ -42,7 +44,7 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
 
     @dg.sensor(
         name="source_changes_sensor",
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         target=dg.AssetSelection.assets(*FULL_REFRESH),
     )
@@ -58,10 +60,9 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         and says what to fix."""
         first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
         last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
-        with psycopg.connect(libpq_url(postgres.database_url), autocommit=True) as conn:
+        with autocommit_connection(postgres.database_url) as conn:
             changes = read_changes(conn, context.cursor, CAPTURED_COLUMNS, wait_seconds)
-            affected = affected_days(conn, changes, first_day, last_day)
-            record_activity(conn, changes)
+            affected = record(conn, changes, first_day, last_day)
         if changes.restart_reason:
             context.log.warning(f"change capture restarted: {changes.restart_reason}; "
                                 "refreshing every day of every organization")

@@ -1,6 +1,6 @@
 -- The (rollup, organization, local day) whose rows the decoded changes may
--- have changed, from the changed rows' old and new versions (arrays, one per
--- column) and the current source rows they point at: an item counts on its
+-- have changed, from the changed rows' old and new versions (decoded_versions)
+-- and the current source rows they point at: an item counts on its
 -- order's day, a time entry on its job's day, and kWh on the day of the
 -- order's first completed job, so every order a change touches (through its
 -- items, jobs or products) contributes that day. A change to an organization
@@ -11,24 +11,19 @@ WITH zones AS (
     SELECT id, COALESCE(timezone, 'Australia/Sydney') AS tz FROM organizations
 ),
 changed_orders AS (
-    SELECT * FROM unnest(%(orders_organization_id)s::uuid[], %(orders_id)s::uuid[],
-                         %(orders_created_at)s::timestamptz[]) AS o(organization_id, id, created_at)
+    SELECT organization_id, id, created_at FROM decoded_versions WHERE source_table = 'orders'
 ),
 changed_items AS (
-    SELECT * FROM unnest(%(order_items_organization_id)s::uuid[], %(order_items_order_id)s::uuid[])
-        AS i(organization_id, order_id)
+    SELECT DISTINCT organization_id, order_id FROM decoded_versions WHERE source_table = 'order_items'
 ),
 changed_jobs AS (
-    SELECT * FROM unnest(%(jobs_organization_id)s::uuid[], %(jobs_order_id)s::uuid[],
-                         %(jobs_created_at)s::timestamptz[], %(jobs_completed_at)s::timestamptz[])
-        AS j(organization_id, order_id, created_at, completed_at)
+    SELECT organization_id, order_id, created_at, completed_at FROM decoded_versions WHERE source_table = 'jobs'
 ),
 changed_entries AS (
-    SELECT * FROM unnest(%(job_time_entries_organization_id)s::uuid[], %(job_time_entries_job_id)s::uuid[])
-        AS e(organization_id, job_id)
+    SELECT DISTINCT organization_id, job_id FROM decoded_versions WHERE source_table = 'job_time_entries'
 ),
 changed_products AS (
-    SELECT * FROM unnest(%(products_organization_id)s::uuid[], %(products_id)s::uuid[]) AS p(organization_id, id)
+    SELECT organization_id, id FROM decoded_versions WHERE source_table = 'products'
 ),
 kwh_orders AS (
     SELECT organization_id, id AS order_id FROM changed_orders
@@ -58,13 +53,9 @@ stamps AS (
     SELECT 'daily_jobs', e.organization_id, j.created_at
     FROM changed_entries e JOIN jobs j ON j.organization_id = e.organization_id AND j.id = e.job_id
     UNION ALL
-    SELECT 'daily_pipeline', organization_id, created_at
-    FROM unnest(%(opportunities_organization_id)s::uuid[], %(opportunities_created_at)s::timestamptz[])
-        AS op(organization_id, created_at)
+    SELECT 'daily_pipeline', organization_id, created_at FROM decoded_versions WHERE source_table = 'opportunities'
     UNION ALL
-    SELECT 'daily_warranty', organization_id, created_at
-    FROM unnest(%(warranty_claims_organization_id)s::uuid[], %(warranty_claims_created_at)s::timestamptz[])
-        AS wc(organization_id, created_at)
+    SELECT 'daily_warranty', organization_id, created_at FROM decoded_versions WHERE source_table = 'warranty_claims'
 )
 SELECT DISTINCT s.rollup, s.organization_id, (s.ts AT TIME ZONE COALESCE(z.tz, 'Australia/Sydney'))::date
 FROM stamps s
@@ -73,6 +64,6 @@ WHERE s.ts IS NOT NULL
   AND (s.ts AT TIME ZONE COALESCE(z.tz, 'Australia/Sydney'))::date BETWEEN %(first_day)s AND %(last_day)s
 UNION
 SELECT r.rollup, g.id, d::date
-FROM unnest(%(organizations_id)s::uuid[]) AS g(id)
+FROM (SELECT DISTINCT id FROM decoded_versions WHERE source_table = 'organizations') AS g
 CROSS JOIN unnest(%(rollups)s::text[]) AS r(rollup)
 CROSS JOIN generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day') AS d
