@@ -1,0 +1,152 @@
+"""Change → Redis delay on the running demo, as a user sees it.
+
+Starts the real demo (`dashboard-assets demo`: embedded servers, generated
+data, the one-run backfill, then `dagster dev` with its daemon) in a folder of
+its own, and with nobody touching Dagster: sets an order created today to
+delivered, one commit, and polls the organization's warmed
+`dashboard:{org}:{today}:{today}` key until its delivered count has moved.
+The trials start at random moments, so that they fall anywhere in the change
+sensor's cycle. For each trial the Dagster instance's event log tells where
+the time went: until the sensor requested the run, in the run queue, starting
+the run worker (process and code loading), the steps, and until the value was
+readable in Redis.
+"""
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import redis
+
+from bench.common import ROOT, STATE_DIR
+from dashboard_assets.local_servers import free_port
+from dashboard_assets.read_stats import percentile
+
+TRIALS = 20
+ORGANIZATIONS = 5
+_WAIT_BEFORE_TRIAL = (1.0, 6.0)  # seconds, drawn uniformly: anywhere in the sensor's 5 s cycle
+_RUN_EVENTS = ("PIPELINE_STARTING", "PIPELINE_START", "STEP_SUCCESS")
+
+
+def measure(trials: int = TRIALS) -> dict:
+    demo_dir = STATE_DIR / "freshness-demo"
+    shutil.rmtree(demo_dir, ignore_errors=True)  # a first run, as a new user has it
+    port = free_port()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = STATE_DIR / "freshness-demo.log"
+    log = log_path.open("w")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "dashboard_assets.cli", "demo", "--port", str(port), "--orgs", str(ORGANIZATIONS)],
+        cwd=ROOT, env={**_without_project_settings(os.environ), "DASHBOARD_DEMO_DIR": str(demo_dir)},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        _wait_for_ui(port, demo)
+        database, instance, redis_url = _demo_urls(demo_dir, log_path)
+        results = _trials(database, instance, redis_url, trials)
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=120)
+        log.close()
+    delays = sorted(r["seconds"] for r in results)
+    return {
+        "freshness_trials": results,
+        "freshness_p50_seconds": percentile(delays, 0.50),
+        "freshness_p95_seconds": percentile(delays, 0.95),
+        "freshness_max_seconds": round(delays[-1], 3),
+    }
+
+
+def _without_project_settings(environment: dict) -> dict:
+    """The environment a new user has: none of the project's variables."""
+    return {k: v for k, v in environment.items() if not k.startswith(("DASHBOARD_", "DAGSTER_"))}
+
+
+def _wait_for_ui(port: int, demo: subprocess.Popen, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if demo.poll() is not None:
+            raise RuntimeError(f"the demo exited with {demo.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                time.sleep(20)  # the daemon's first sensor ticks and the schedules' first runs
+                return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError("the demo's UI did not answer")
+
+
+def _demo_urls(demo_dir: Path, log_path: Path) -> tuple[str, str, str]:
+    """The demo's databases (its PostgreSQL listens on a socket in its data
+    folder) and the Redis URL it printed."""
+    socket = demo_dir / "postgres"
+    redis_url = next(line.split()[-1] for line in log_path.read_text().splitlines() if line.startswith("Redis:"))
+    return (f"postgresql://postgres@/dashboard?host={socket}", f"postgresql://postgres@/dagster?host={socket}",
+            redis_url)
+
+
+def _trials(database: str, instance: str, redis_url: str, trials: int) -> list[dict]:
+    store = redis.Redis.from_url(redis_url)
+    rng = random.Random(7)
+    results = []
+    with psycopg.connect(database, autocommit=True) as conn, psycopg.connect(instance, autocommit=True) as dagster:
+        organizations = conn.execute("SELECT id::text, COALESCE(timezone, 'Australia/Sydney') FROM organizations"
+                                     " ORDER BY id").fetchall()
+        for trial in range(trials):
+            org, tz = organizations[trial % len(organizations)]
+            today = dt.datetime.now(ZoneInfo(tz)).date()
+            key = f"dashboard:{org}:{today}:{today}"
+            (order,) = conn.execute(
+                "SELECT id FROM orders WHERE organization_id = %s AND status <> 'delivered'"
+                " AND created_at >= %s::timestamp AT TIME ZONE %s ORDER BY created_at DESC LIMIT 1",
+                (org, today, tz)).fetchone()
+            time.sleep(rng.uniform(*_WAIT_BEFORE_TRIAL))
+            before = json.loads(store.get(key))["delivered_orders"]
+            conn.execute("UPDATE orders SET status = 'delivered', delivered_at = now(), updated_at = now()"
+                         " WHERE id = %s", (order,))
+            committed = time.time()
+            while json.loads(store.get(key) or '{"delivered_orders": null}')["delivered_orders"] == before:
+                time.sleep(0.01)
+            seen = time.time()
+            results.append({"seconds": round(seen - committed, 3), **_where_the_time_went(dagster, committed, seen)})
+            print(f"  trial {trial + 1}: {results[-1]}", flush=True)
+    return results
+
+
+def _where_the_time_went(dagster: psycopg.Connection, committed: float, seen: float) -> dict:
+    """The phases of the first run the change sensor created after the commit."""
+    row = dagster.execute(
+        "SELECT r.run_id, extract(epoch FROM r.create_timestamp) FROM runs r"
+        " JOIN run_tags t ON t.run_id = r.run_id AND t.key = 'dagster/sensor_name'"
+        " WHERE r.create_timestamp >= to_timestamp(%s) AT TIME ZONE 'UTC' ORDER BY r.create_timestamp LIMIT 1",
+        (committed,)).fetchone()
+    if row is None:
+        return {}
+    run_id, created = row
+    events = dagster.execute(
+        "SELECT dagster_event_type, extract(epoch FROM timestamp) FROM event_logs WHERE run_id = %s"
+        " AND dagster_event_type = ANY(%s) ORDER BY id", (run_id, list(_RUN_EVENTS))).fetchall()
+    first = {}
+    for kind, at in events:
+        first.setdefault(kind, float(at))
+    last_step = max((float(at) for kind, at in events if kind == "STEP_SUCCESS"), default=None)
+    if not {"PIPELINE_STARTING", "PIPELINE_START"} <= set(first) or last_step is None:
+        return {"run_id": run_id}
+    created = float(created)
+    return {
+        "until_run_requested": round(created - committed, 3),
+        "queued": round(first["PIPELINE_STARTING"] - created, 3),
+        "run_worker_start": round(first["PIPELINE_START"] - first["PIPELINE_STARTING"], 3),
+        "steps": round(last_step - first["PIPELINE_START"], 3),
+        "until_readable": round(seen - last_step, 3),
+    }
