@@ -177,20 +177,33 @@ def _remove_what_oltp_added(url: str) -> None:
 
 
 class _ServerCpu:
-    """CPU seconds every process of the server has used (the postmaster, the
-    children alive, and those that have exited and been reaped)."""
+    """CPU seconds every process of the server has used: the postmaster, its
+    children alive, and those that have exited (counted once reaped, so a
+    reading waits until no child has exited unreaped)."""
 
     def __init__(self, server: LocalPostgres):
         self._postmaster = psutil.Process(server.postmaster_pid)
 
     def seconds(self) -> float:
-        total = sum(self._postmaster.cpu_times()[:4])
-        for child in self._postmaster.children():
+        while True:
+            children = self._postmaster.children()
+            if not any(_exited(child) for child in children):
+                break
+            time.sleep(0.05)
+        total = 0.0
+        for child in children:
             try:
                 total += sum(child.cpu_times()[:2])
-            except psutil.NoSuchProcess:
-                pass
-        return total
+            except psutil.NoSuchProcess:  # exited since, and counted in the postmaster's children times
+                continue
+        return total + sum(self._postmaster.cpu_times()[:4])
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _statements(url: str, statement: str, rows: int, cpu: _ServerCpu, reader: "_SensorBeside | None"):

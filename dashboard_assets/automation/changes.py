@@ -76,6 +76,7 @@ def record(conn: psycopg.Connection, changes: CapturedChanges,
                 copy.write(_binary_copy(_version_rows(changes)))
             with cur.copy("COPY decoded_activity FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_binary_copy(_activity_rows(changes)))
+        conn.execute("ANALYZE decoded_versions")  # row counts for the plan's joins
         rows = conn.execute(load_sql(_SQL, "affected_days.sql"),
                             {"first_day": first_day, "last_day": last_day, "rollups": list(DAILY_ROLLUPS)}).fetchall()
         conn.execute(load_sql(_SQL, "keep_activity.sql"))
@@ -106,7 +107,7 @@ def _activity_rows(changes: CapturedChanges) -> Iterator[tuple]:
     for org, entries in changes.activity.items():
         org_bytes = uuid.UUID(org).bytes
         for commit_lsn, ordinal, table, operation, row_id, committed_at in entries:
-            yield (_UINT64.pack(commit_lsn), _INT32.pack(ordinal), org_bytes, table.encode(), operation.encode(),
+            yield (org_bytes, _UINT64.pack(commit_lsn), _INT32.pack(ordinal), table.encode(), operation.encode(),
                    row_id, committed_at)
 
 
@@ -160,17 +161,17 @@ def _contiguous(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return [(start, end) for start, end in ranges]
 
 
-def activity_pages(database_url: str, organizations: list[str], page_size: int, pages: int) -> dict[str, list[list[dict]]]:
-    """The newest changes of each organization, newest first, split into pages."""
-    feed: dict[str, list[dict]] = defaultdict(list)
+def activity_pages(database_url: str, organizations: list[str], page_size: int, pages: int) -> dict[str, list[list]]:
+    """The activity feed of each organization: its newest changes, newest
+    first, split into pages (one empty page when it has none)."""
+    feed: dict[str, list[dict]] = {org: [] for org in organizations}
     with raw_connection(database_url) as conn:
-        rows = conn.execute(
-            load_sql(_SQL, "activity_feed.sql"),
-            {"organizations": organizations, "per_organization": page_size * pages},
-        ).fetchall()
+        with conn.cursor(binary=True) as cur:
+            rows = cur.execute(load_sql(_SQL, "activity_feed.sql"),
+                               {"organizations": organizations, "per_organization": page_size * pages}).fetchall()
         conn.rollback()
     for org, table, operation, row_id, changed_at in rows:
         feed[str(org)].append({"table": table, "operation": operation, "row_id": str(row_id),
                                "changed_at": changed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")})
-    return {org: [feed[org][i:i + page_size] for i in range(0, len(feed[org]), page_size)] or [[]]
-            for org in organizations}
+    return {org: [items[i:i + page_size] for i in range(0, len(items), page_size)] or [[]]
+            for org, items in feed.items()}

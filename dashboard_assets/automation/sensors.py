@@ -19,6 +19,12 @@ from dashboard_assets.automation.changes import (
 from dashboard_assets.db import autocommit_connection
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.rollups.assets import (
+    CURRENT_STATE,
+    DAILY_ROLLUPS,
+    RECONCILES_WITH_SOURCE,
+    VALUES_ARE_POSSIBLE,
+)
 from dashboard_assets.scope import organizations_tag
 
 ACTIVITY_PAGE_SIZE = 20
@@ -37,6 +43,7 @@ WAIT_FOR_CHANGES_SECONDS = 4.0
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 RESTART_TAG = "dashboard/capture_restart"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+ROLLUP_NAMES = {rollup.name for rollup in (*DAILY_ROLLUPS, CURRENT_STATE)}
 
 
 def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) -> dg.SensorDefinition:
@@ -87,6 +94,8 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
 
 
 def _run_request(refresh: Refresh, run_key: str, restart_reason: str | None) -> dg.RunRequest:
+    """The run of a refresh, with the checks its rollups report (the partition
+    freshness checks run on their own schedule)."""
     tags = organizations_tag(refresh.organizations or ())
     if refresh.days:
         tags |= {RANGE_START: refresh.days[0].isoformat(), RANGE_END: refresh.days[1].isoformat()}
@@ -96,6 +105,8 @@ def _run_request(refresh: Refresh, run_key: str, restart_reason: str | None) -> 
     return dg.RunRequest(
         run_key=run_key,
         asset_selection=[dg.AssetKey(name) for name in refresh.assets],
+        asset_check_keys=[dg.AssetCheckKey(dg.AssetKey(name), check) for name in refresh.assets
+                          if name in ROLLUP_NAMES for check in (RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE)],
         tags=tags,
         run_config=IN_PROCESS if refresh.organizations else {},
     )

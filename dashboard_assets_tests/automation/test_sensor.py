@@ -13,6 +13,7 @@ import pytest
 from dashboard_assets.automation.pgoutput import lsn_value
 from dashboard_assets.automation.sensors import IN_PROCESS, build_source_changes_sensor
 from dashboard_assets.db import libpq_url
+from dashboard_assets.rollups.assets import RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE
 from dashboard_assets.scope import ORGANIZATIONS_TAG
 from dashboard_assets_tests.helpers import ranges, tick
 
@@ -87,6 +88,11 @@ def test_changes_become_ranged_runs_of_exactly_the_changed_days_and_organization
         assert request.tags[ORGANIZATIONS_TAG] == org
         assert request.run_key.startswith(f"changes:{cursor}:{result.cursor}:")
         assert request.run_config == IN_PROCESS
+        # the rollups' own checks ride along; the partition freshness checks keep their schedule
+        assert {k.name for k in request.asset_check_keys} == {RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE}
+        assert {k.asset_key.to_user_string() for k in request.asset_check_keys} == {
+            a for a in (k.to_user_string() for k in request.asset_selection)
+            if a in {"current_state", "daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs"}}
     # the next tick sees nothing new: each change is processed once
     assert not tick(database_url, redis_url, result.cursor).run_requests
 

@@ -16,6 +16,11 @@ changed_orders AS (
 changed_items AS (
     SELECT DISTINCT organization_id, order_id FROM decoded_versions WHERE source_table = 'order_items'
 ),
+-- Items of orders not changed themselves: the others' days come with their orders.
+items_of_unchanged_orders AS (
+    SELECT organization_id, order_id FROM changed_items
+    EXCEPT SELECT organization_id, id FROM changed_orders
+),
 changed_jobs AS (
     SELECT organization_id, order_id, created_at, completed_at FROM decoded_versions WHERE source_table = 'jobs'
 ),
@@ -37,7 +42,7 @@ stamps AS (
     SELECT 'daily_metrics' AS rollup, organization_id, created_at AS ts FROM changed_orders
     UNION ALL
     SELECT 'daily_metrics', i.organization_id, o.created_at
-    FROM changed_items i JOIN orders o ON o.organization_id = i.organization_id AND o.id = i.order_id
+    FROM items_of_unchanged_orders i JOIN orders o ON o.organization_id = i.organization_id AND o.id = i.order_id
     UNION ALL
     SELECT 'daily_metrics', organization_id, completed_at FROM changed_jobs
     UNION ALL

@@ -1,11 +1,13 @@
 -- Forget all but the newest changes of the organizations that just changed
--- (as many as the activity feed shows).
+-- (as many as the activity feed shows): per organization, everything at or
+-- before its first change beyond the newest %(keep)s, one index range each.
 DELETE FROM dashboard.recent_changes c
-USING (
-    SELECT commit_lsn, ordinal, organization_id,
-           row_number() OVER (PARTITION BY organization_id ORDER BY commit_lsn DESC, ordinal DESC) AS position
-    FROM dashboard.recent_changes
-    WHERE organization_id IN (SELECT organization_id FROM decoded_activity)
-) older
-WHERE older.position > %(keep)s
-  AND c.commit_lsn = older.commit_lsn AND c.ordinal = older.ordinal AND c.organization_id = older.organization_id
+USING (SELECT DISTINCT organization_id FROM decoded_activity) changed
+CROSS JOIN LATERAL (
+    SELECT commit_lsn, ordinal FROM dashboard.recent_changes r
+    WHERE r.organization_id = changed.organization_id
+    ORDER BY commit_lsn DESC, ordinal DESC
+    OFFSET %(keep)s LIMIT 1
+) cutoff
+WHERE c.organization_id = changed.organization_id
+  AND (c.commit_lsn, c.ordinal) <= (cutoff.commit_lsn, cutoff.ordinal)
