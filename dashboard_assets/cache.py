@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,14 +157,15 @@ class DashboardCache:
         self.client.delete(index)
         return deleted
 
-    def invalidate_metrics(self, org: str) -> int:
+    def invalidate_metrics(self, org: str, keep: Collection[str] = ()) -> int:
         """Delete one organization's read-path values (its date-range metrics and
-        summary), which the read path recomputes on demand; charts, analytics
-        and the activity feed stay until their own refresh. Returns how many."""
+        summary) but those in `keep` (about to be overwritten); the read path
+        recomputes them on demand; charts, analytics and the activity feed stay
+        until their own refresh. Returns how many."""
         index = self.keys.index(org)
         range_prefix, summary = self.keys.metrics_prefix(org), self.keys.summary(org)
         keys = [k for k in self.client.zrange(index, 0, -1)
-                if k.decode().startswith(range_prefix) or k.decode() == summary]
+                if (k.decode().startswith(range_prefix) or k.decode() == summary) and k.decode() not in keep]
         return self._delete(index, keys) if keys else 0
 
     def _delete(self, index: str, keys: list[bytes]) -> int:

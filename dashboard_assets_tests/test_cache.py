@@ -101,3 +101,11 @@ def test_invalidating_metrics_keeps_charts_and_the_activity_feed(redis_url):
     store.write([Entry(ORG_A, key, {}, 300) for key in kept + dropped] + [Entry(ORG_B, other, {}, 300)])
     assert store.invalidate_metrics(ORG_A) == 2
     assert [store.client.exists(key) for key in kept + dropped + [other]] == [1, 1, 1, 0, 0, 1]
+
+
+def test_invalidating_metrics_spares_the_values_about_to_be_overwritten(redis_url):
+    store = DashboardCache(redis.Redis.from_url(redis_url))
+    warmed, stale = store.keys.metrics(ORG_A, "2025-01-01", "2025-01-01"), store.keys.metrics(ORG_A, "2024-01-01", "2024-12-31")
+    store.write([Entry(ORG_A, key, {}, 300) for key in (warmed, stale)])
+    assert store.invalidate_metrics(ORG_A, keep={warmed}) == 1
+    assert [store.client.exists(key) for key in (warmed, stale)] == [1, 0]

@@ -243,19 +243,15 @@ def dashboard_cache(
     """Cache warming: for every organization with activity in the last 30 days, the full metrics of
     today, this_week (Monday start), this_month and last_30_days under `dashboard:{org}:{from}:{to}`, and
     `dashboard:summary:{org}` (month to date beside the previous month), 5 min. In a run the change sensor
-    requested, only the changed organizations: their cached read-path values are invalidated first."""
+    requested, only the changed organizations: their warmed values are overwritten and their other cached
+    read-path values deleted, so that a reader never misses a warmed key."""
     as_of = parse_as_of(config.as_of)
     store = redis.cache()
     entries = []
     changed = tagged_organizations(context.run.tags)
     with raw_connection(postgres.database_url) as conn, snapshot(conn):
-        if changed:
-            organizations = changed
-            invalidated = sum(store.invalidate_metrics(org) for org in organizations)
-            context.log.info(f"invalidated {invalidated} keys of {len(organizations)} changed organizations")
-        else:
-            organizations = [str(row[0]) for row in conn.execute(load_sql(_SQL, "active_organizations.sql"),
-                                                                 {"as_of": as_of, "organization_ids": None})]
+        organizations = changed or [str(row[0]) for row in conn.execute(
+            load_sql(_SQL, "active_organizations.sql"), {"as_of": as_of, "organization_ids": None})]
         for org in organizations:
             today = organization_today(conn, org, as_of)
             for date_from, date_to in warmed_ranges(today).values():
@@ -264,6 +260,10 @@ def dashboard_cache(
                                            cache.TTL_SECONDS["metrics"]))
             entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
                                        cache.TTL_SECONDS["summary"]))
+    if changed:
+        warmed = {entry.key for entry in entries}
+        invalidated = sum(store.invalidate_metrics(org, keep=warmed) for org in changed)
+        context.log.info(f"invalidated {invalidated} other keys of {len(changed)} changed organizations")
     written = store.write(entries)
     context.log.info(f"warmed {written} keys for {len(organizations)} organizations")
     return dg.MaterializeResult(metadata={"organizations": len(organizations), "redis_keys_written": written})
