@@ -165,7 +165,7 @@ class DashboardCache:
         index = self.keys.index(org)
         range_prefix, summary = self.keys.metrics_prefix(org), self.keys.summary(org)
         keys = [k for k in self.client.zrange(index, 0, -1)
-                if (k.decode().startswith(range_prefix) or k.decode() == summary) and k.decode() not in keep]
+                if ((name := k.decode()).startswith(range_prefix) or name == summary) and name not in keep]
         return self._delete(index, keys) if keys else 0
 
     def _delete(self, index: str, keys: list[bytes]) -> int:

@@ -7,7 +7,6 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import psycopg
 import redis as redis_lib
 
 from dashboard_assets import settings
@@ -16,7 +15,7 @@ from dashboard_assets.analytics.publish import parse_as_of
 from dashboard_assets.automation.freshness import FRESHNESS_WINDOWS
 from dashboard_assets.automation.capture import setup_problems, slot_health
 from dashboard_assets.automation.changes import CAPTURED_COLUMNS
-from dashboard_assets.db import libpq_url, raw_connection
+from dashboard_assets.db import autocommit_connection, raw_connection
 from dashboard_assets.read_stats import read_window
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
@@ -46,7 +45,7 @@ def refresh_ages(database_url: str, now: dt.datetime) -> dict[str, float | None]
 def capture_state(database_url: str) -> dict:
     """The replication slot's state, what keeps capture from seeing every
     change, and its restarts within CAPTURE_RESTART_WINDOW."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+    with autocommit_connection(database_url) as conn:
         state = slot_health(conn)
         state["problems"] = setup_problems(conn, list(CAPTURED_COLUMNS))
         state["recent_restarts"] = [reason for (reason,) in conn.execute(

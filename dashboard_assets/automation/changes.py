@@ -12,9 +12,10 @@ import psycopg
 
 from dashboard_assets.automation.capture import ACTIVITY_DEPTH, CapturedChanges
 from dashboard_assets.db import load_sql, raw_connection
+from dashboard_assets.rollups import assets as rollup_assets
 
 _SQL = "dashboard_assets.automation.sql"
-DAILY_ROLLUPS = ("daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs")
+DAILY_ROLLUPS = tuple(rollup.name for rollup in rollup_assets.DAILY_ROLLUPS)
 
 # The captured source tables and, for each, the columns that place a change on
 # the days it affects (their meaning is in sql/affected_days.sql).
