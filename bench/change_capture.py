@@ -5,7 +5,8 @@ server without any capture, variants alternating, over several rounds:
 - `logical`: the project's capture (wal_level = logical, the publication,
   REPLICA IDENTITY FULL, the slot), with the change sensor ticking beside the
   writes every 5 s as the daemon runs it (decoding, affected days, activity
-  feed, run requests), and once more after each workload for what is left.
+  feed, run requests), and twice more after each workload: for what is left,
+  and to confirm it.
   The sensor's own Python runs at the lowest CPU priority, as on the Dagster
   host it runs on in production; its queries, the decoding of the WAL
   included, run in PostgreSQL at normal priority and are counted;
@@ -15,7 +16,7 @@ server without any capture, variants alternating, over several rounds:
   recording each statement's distinct (table, organization, day)
   (capture/typed_triggers.sql), and no reader.
 
-Workloads: one INSERT … SELECT of 100,000 order items spread over 50,000
+The variants' order rotates from round to round. Workloads: one INSERT … SELECT of 100,000 order items spread over 50,000
 existing orders and one UPDATE of 10,000 orders, each rolled back (3 each per
 round); and OLTP traffic, pgbench (the embedded server's) running
 capture/oltp.sql from 4 clients for 10 s. Each is measured by its wall time
@@ -80,7 +81,7 @@ def measure(server: LocalPostgres, url: str, redis_url: str) -> dict:
     runs = {variant: {workload: [] for workload in _WORKLOADS} for variant in VARIANTS}
     sensor_cpu = {variant: [] for variant in _SENSOR_NICENESS}
     for round_number in range(ROUNDS):
-        for variant in VARIANTS:
+        for variant in VARIANTS[round_number % len(VARIANTS):] + VARIANTS[:round_number % len(VARIANTS)]:
             _set_up(server, url, variant)
             reader = _SensorBeside(url, redis_url, _SENSOR_NICENESS[variant]) if variant in _SENSOR_NICENESS else None
             cpu = _ServerCpu(server)
@@ -245,7 +246,7 @@ def _pgbench(url: str, cpu: _ServerCpu, reader: "_SensorBeside | None"):
 class _SensorBeside:
     """The change sensor ticking every SENSOR_TICK_SECONDS while the writes
     run, as the daemon would, in a thread of this niceness; `catch_up` ticks
-    once more at once. Returns the CPU seconds its ticks took in this process."""
+    twice more at once. `stop` returns the CPU seconds its ticks took in this process."""
 
     def __init__(self, url: str, redis_url: str, niceness: int):
         self._url, self._redis_url, self._niceness = url, redis_url, niceness
@@ -271,7 +272,9 @@ class _SensorBeside:
             self._tick()
 
     def catch_up(self) -> None:
-        """A tick now, for whatever the last workload left."""
+        """A tick now, for whatever the last workload left, and the next one,
+        which confirms it (advances the slot past it)."""
+        self._tick()
         self._tick()
 
     def stop(self) -> float:

@@ -42,6 +42,19 @@ _PEEK = """
         'proto_version', '1', 'publication_names', %(publication)s, 'binary', 'true')
     WHERE get_byte(data, 0) <> 66
 """
+# A peek decodes from the slot's restart position, which only moves past a
+# record of the running transactions (written by PostgreSQL every 15 s at
+# most, and at checkpoints). When the slot's restart position is more than
+# this far behind the WAL, a tick writes such a record before peeking, so that the next tick's advance moves the restart position up to
+# it: each tick then decodes about what changed since the previous one,
+# instead of everything since that record (a bulk statement's WAL again and
+# again). Skipped without the right to call it (granted by a superuser).
+RESTART_LAG_BYTES = 1 << 20
+_LOG_RUNNING_TRANSACTIONS = """
+    SELECT pg_log_standby_snapshot() FROM pg_replication_slots
+    WHERE slot_name = %(slot)s AND pg_current_wal_lsn() - restart_lsn > %(lag)s
+      AND has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE')
+"""
 
 
 class CaptureError(RuntimeError):
@@ -134,6 +147,7 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[st
         return CapturedChanges(position=resumed_at, restart_reason=restart_reason)
     if cursor is not None and lsn_value(cursor) > confirmed:
         conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot_name(conn), cursor))
+    conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot_name(conn), "lag": RESTART_LAG_BYTES})
     return _peek_until_changed(conn, captured, wait_seconds)
 
 

@@ -96,6 +96,23 @@ def test_one_bulk_statement_is_read_at_once(conn):
     assert len(changes.activity[AUCKLAND]) == capture.ACTIVITY_DEPTH  # the newest ones, for the feed
 
 
+def test_once_a_bulk_statement_is_confirmed_it_is_not_decoded_again(conn):
+    """The slot's restart position (where each peek starts decoding) follows
+    the confirmed position past a bulk statement: later ticks do not decode
+    its WAL again."""
+    start = position(conn)
+    conn.execute(
+        "INSERT INTO opportunities (id, organization_id, customer_id, stage, value, probability, created_at, updated_at)"
+        " SELECT gen_random_uuid(), %s, %s, 'new', 100, 10, %s, now() FROM generate_series(1, 20000)",
+        (AUCKLAND, CUSTOMER, LATE_3_MARCH))
+    (after_bulk,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    bulk = read(conn, start)[0]
+    read(conn, bulk.position)  # confirms the bulk statement
+    slot = conn.execute("SELECT restart_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                        (after_bulk, capture.slot_name(conn))).fetchone()
+    assert slot == (True,)
+
+
 def test_one_transaction_changing_two_organizations_affects_each_in_its_own_timezone(conn):
     start = position(conn)
     with conn.transaction():
