@@ -16,15 +16,16 @@ server without any capture, variants alternating, over several rounds:
   recording each statement's distinct (table, organization, day)
   (capture/typed_triggers.sql), and no reader.
 
-The variants' order rotates from round to round. Workloads: one INSERT … SELECT of 100,000 order items spread over 50,000
-existing orders and one UPDATE of 10,000 orders, each rolled back (3 each per
-round); and OLTP traffic, pgbench (the embedded server's) running
-capture/oltp.sql from 4 clients for 10 s. Each is measured by its wall time
-(per statement, per transaction) and by the CPU time PostgreSQL spent on it
-(every server process, the sensor's decoding included), which the disk's
-varying flush times do not blur. Server settings need a restart between
-variants; each variant starts from a checkpoint with the same data (what
-pgbench added is removed and vacuumed away).
+The variants' order rotates from round to round. Workloads: one INSERT …
+SELECT of 100,000 order items spread over 50,000 existing orders and one
+UPDATE of 10,000 orders, each rolled back (3 each per round); then, after a
+vacuum of what they left and a checkpoint, OLTP traffic, pgbench (the
+embedded server's) running capture/oltp.sql from 4 clients for 10 s. Each is
+measured by its wall time (per statement, per transaction) and by the CPU
+time PostgreSQL spent on it (every server process, the sensor's decoding
+included), which the disk's varying flush times do not blur. Server settings
+need a restart between variants; each variant starts from a checkpoint with
+the same data (what pgbench added is removed and vacuumed away).
 """
 
 import os
@@ -87,6 +88,7 @@ def measure(server: LocalPostgres, url: str, redis_url: str) -> dict:
             cpu = _ServerCpu(server)
             runs[variant]["bulk_insert"].append(_statements(url, _BULK_INSERT, 100_000, cpu, reader))
             runs[variant]["bulk_update"].append(_statements(url, _BULK_UPDATE, 10_000, cpu, reader))
+            _settle(url, reader)
             runs[variant]["oltp"].append(_pgbench(url, cpu, reader))
             if reader:
                 sensor_cpu[variant].append(reader.stop())
@@ -165,6 +167,17 @@ def _set_up(server: LocalPostgres, url: str, variant: str) -> None:
         conn.execute("CHECKPOINT")
         for table in ("orders", "order_items", "jobs", "bench_oltp_customers"):
             conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+
+
+def _settle(url: str, reader: "_SensorBeside | None") -> None:
+    """Between the bulk statements and OLTP: a vacuum of what the rolled-back
+    statements left, read past by the sensor, then a checkpoint, so that OLTP
+    starts from the same state in every variant (no autovacuum of those rows,
+    no checkpoint, during it)."""
+    _execute(url, "VACUUM orders, order_items")
+    if reader:
+        reader.catch_up()
+    _execute(url, "CHECKPOINT")
 
 
 def _remove_what_oltp_added(url: str) -> None:
