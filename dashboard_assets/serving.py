@@ -1,32 +1,31 @@
 """The hybrid read path: full dashboard metrics for an organization and a
 date range, as `dashboard_metrics()` and `dashboard-assets metrics`.
 
-Redis first. On a miss: the days before the organization's today from the
-rollups, today live from the source tables (the rollup SQL narrowed to one
-organization and day), the current-state snapshot, merged exactly (sums,
-distinct customers over the whole range, win rate as a ratio of sums), then
-cached with its TTL. With Redis down it still answers from PostgreSQL.
+Redis first. On a miss, one call of the SQL function
+dashboard.dashboard_metrics (migrations/dashboard_metrics.sql): the days
+before the organization's today from the rollups, today live from the source
+tables (the rollup SQL narrowed to one organization and day), the
+current-state snapshot, merged exactly (sums, distinct customers over the
+whole range, win rate as a ratio of sums); then cached with its TTL. With
+Redis down it still answers from PostgreSQL.
 """
 
 import datetime as dt
 import logging
 import time
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
 import redis
 
 from dashboard_assets import cache
-from dashboard_assets.db import fetch_one, load_sql, raw_connection, snapshot
+from dashboard_assets.db import autocommit_connection
 from dashboard_assets.read_stats import record_read
-from dashboard_assets.rollups.refresh import query_params
 
 log = logging.getLogger(__name__)
 
 EARLIEST_DATE = dt.date(2000, 1, 1)
 MAX_RANGE_DAYS = 5 * 366
-_ROLLUP_SQL = "dashboard_assets.rollups.sql"
 
 
 class InvalidRequest(ValueError):
@@ -73,7 +72,7 @@ def dashboard_metrics(
                 return cached
         except redis.RedisError as error:
             log.warning("Redis unavailable, reading from PostgreSQL: %s", error)
-    with raw_connection(database_url) as conn, snapshot(conn):
+    with autocommit_connection(database_url) as conn:  # one statement, one snapshot
         value = compute_metrics(conn, org, date_from, date_to, as_of=as_of)
     if dashboard_cache:
         try:
@@ -99,79 +98,15 @@ def organization_today(conn: psycopg.Connection, org: str, as_of: dt.datetime | 
 
 
 def compute_metrics(
-    conn: psycopg.Connection,
-    org: str,
-    date_from: dt.date,
-    date_to: dt.date,
-    *,
-    as_of: dt.datetime | None = None,
-    today: dt.date | None = None,
+    conn: psycopg.Connection, org: str, date_from: dt.date, date_to: dt.date, *, as_of: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Full metrics computed from PostgreSQL (no cache), on one connection.
-    `today` is the organization's local date at `as_of`, looked up when not given."""
-    today = today or organization_today(conn, org, as_of)
-    past_to = min(date_to, today - dt.timedelta(days=1))
-    totals = {"revenue": Decimal(0), "kwh_deployed": Decimal(0), "delivered_orders": 0,
-              "warranty_claims": 0, "won_count": 0, "closed_opportunities": 0}
-    if date_from <= past_to:
-        past = fetch_one(
-            conn,
-            "SELECT * FROM dashboard.range_totals(%(org)s, %(date_from)s, %(past_to)s)",
-            {"org": org, "date_from": date_from, "past_to": past_to},
-        )
-        for name in totals:
-            totals[name] += past[name]
-    today_customers: list[str] = []
-    if date_from <= today <= date_to:
-        params = query_params(today, today, [org])
-        live = {
-            **fetch_one(conn, load_sql(_ROLLUP_SQL, "daily_metrics.sql"), params),
-            **fetch_one(conn, load_sql(_ROLLUP_SQL, "daily_pipeline.sql"), params),
-            **fetch_one(conn, load_sql(_ROLLUP_SQL, "daily_warranty.sql"), params),
-        }
-        live["warranty_claims"] = live["total_claims"]
-        for name in totals:
-            totals[name] += live[name]
-        today_customers = [row[2] for row in conn.execute(load_sql(_ROLLUP_SQL, "daily_customers.sql"), params)]
-    customers = conn.execute(
-        """
-        SELECT count(DISTINCT customer_id) FROM (
-            SELECT customer_id FROM dashboard.daily_customers
-            WHERE organization_id = %(org)s AND metric_date BETWEEN %(date_from)s AND %(past_to)s
-            UNION ALL
-            SELECT unnest(%(today_customers)s::uuid[])
-        ) range_customers
-        """,
-        {"org": org, "date_from": date_from, "past_to": past_to, "today_customers": today_customers},
-    ).fetchone()[0]
-    state = conn.execute(
-        "SELECT active_installations, current_pipeline FROM dashboard.current_state WHERE organization_id = %s",
-        (org,),
-    ).fetchone()
-    return {
-        "organization_id": org,
-        "date_from": date_from.isoformat(),
-        "date_to": date_to.isoformat(),
-        "revenue": rounded(totals["revenue"], 2),
-        "kwh_deployed": rounded(totals["kwh_deployed"], 3),
-        "quote_win_rate": (
-            rounded(Decimal(totals["won_count"]) / totals["closed_opportunities"], 4)
-            if totals["closed_opportunities"] else None
-        ),
-        "active_installations": state[0] if state else None,
-        "warranty_claims": int(totals["warranty_claims"]),
-        "pipeline": rounded(state[1], 2) if state else None,
-        "customers": customers,
-        "delivered_orders": int(totals["delivered_orders"]),
-        "computed_at": utc_now_iso(),
-    }
-
-
-def rounded(value: Decimal | int, places: int) -> float:
-    """Half away from zero to `places` decimals, as PostgreSQL's round()."""
-    return float(Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-
-
-def utc_now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
+    """Full metrics computed in PostgreSQL (no cache): one call of
+    dashboard.dashboard_metrics, the SQL function any dashboard can call."""
+    try:
+        (value,) = conn.execute("SELECT dashboard.dashboard_metrics(%s, %s, %s, %s)",
+                                (org, date_from, date_to, as_of)).fetchone()
+    except psycopg.errors.NoDataFound as error:
+        raise UnknownOrganization(error.diag.message_primary) from None
+    except psycopg.errors.InvalidParameterValue as error:
+        raise InvalidRequest(error.diag.message_primary) from None
+    return value

@@ -255,7 +255,7 @@ def dashboard_cache(
         for org in organizations:
             today = organization_today(conn, org, as_of)
             for date_from, date_to in warmed_ranges(today).values():
-                value = compute_metrics(conn, org, date_from, date_to, as_of=as_of, today=today)
+                value = compute_metrics(conn, org, date_from, date_to, as_of=as_of)
                 entries.append(cache.Entry(org, store.keys.metrics(org, date_from, date_to), value,
                                            cache.TTL_SECONDS["metrics"]))
             entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
@@ -273,12 +273,10 @@ def summary(conn, org: str, today: dt.date, as_of: dt.datetime | None) -> dict:
     """Month to date, with the whole previous month beside it."""
     month_start = today.replace(day=1)
     previous_end = month_start - dt.timedelta(days=1)
-    month_to_date = compute_metrics(conn, org, month_start, today, as_of=as_of, today=today)
+    month_to_date = compute_metrics(conn, org, month_start, today, as_of=as_of)
     return {
         "organization_id": org,
         "month_to_date": month_to_date,
-        "previous_month": compute_metrics(
-            conn, org, previous_end.replace(day=1), previous_end, as_of=as_of, today=today
-        ),
+        "previous_month": compute_metrics(conn, org, previous_end.replace(day=1), previous_end, as_of=as_of),
         "computed_at": month_to_date["computed_at"],
     }

@@ -1,5 +1,7 @@
 """The project's schema objects, applied idempotently by `dashboard-assets migrate`."""
 
+import re
+
 import psycopg
 from psycopg import sql
 
@@ -9,6 +11,13 @@ from dashboard_assets.db import libpq_url, load_sql
 
 # Serializes concurrent migrations (e.g. several deploys at once).
 _MIGRATION_LOCK_ID = 7_420_001
+# The rollups whose refresh SQL is also a function, dashboard.<rollup>_from_source,
+# for dashboard.dashboard_metrics to compute an organization's today live; and
+# the parameters of that SQL (rollups.refresh.query_params), in order, typed.
+_ROLLUP_SQL = "dashboard_assets.rollups.sql"
+FROM_SOURCE_ROLLUPS = ("daily_metrics", "daily_pipeline", "daily_warranty", "daily_customers")
+_ROLLUP_PARAMETERS = {"start_date": "date", "end_date": "date", "organization_ids": "uuid[]",
+                      "utc_from": "timestamptz", "utc_to": "timestamptz"}
 
 
 def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
@@ -28,12 +37,37 @@ def migrate(database_url: str, *, with_source_schema: bool = False) -> None:
             with conn.transaction():
                 conn.execute(load_sql(__name__, "dashboard_schema.sql"))
                 conn.execute(load_sql(__name__, "change_capture.sql"))
+                for rollup in FROM_SOURCE_ROLLUPS:
+                    _create_from_source_function(conn, rollup)
+                conn.execute(load_sql(__name__, "dashboard_metrics.sql"))
             _drop_invalid_indexes(conn)
             for statement in _statements(load_sql(__name__, "source_indexes.sql")):
                 conn.execute(statement)
             capture.install(conn, list(CAPTURED_COLUMNS))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
+
+
+def _create_from_source_function(conn: psycopg.Connection, rollup: str) -> None:
+    """dashboard.<rollup>_from_source(start_date, end_date, organization_ids,
+    utc_from, utc_to): the rows the rollup's refresh SQL computes, from that
+    same SQL, its named parameters made positional. Recreated on every
+    migration, so that it follows the file; its columns are the query's own."""
+    query = load_sql(_ROLLUP_SQL, f"{rollup}.sql")
+    names = list(_ROLLUP_PARAMETERS)
+    body = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", query)
+    described = conn.execute(sql.SQL("SELECT * FROM ({}) q LIMIT 0").format(sql.SQL(query)),
+                             dict.fromkeys(names)).description
+    types = [name for (name,) in conn.execute(
+        "SELECT format_type(t, NULL) FROM unnest(%s::oid[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
+        ([column.type_code for column in described],))]
+    function = sql.Identifier("dashboard", f"{rollup}_from_source")
+    signature = sql.SQL(", ").join(sql.SQL(t) for t in _ROLLUP_PARAMETERS.values())
+    conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(function, signature))
+    conn.execute(sql.SQL("CREATE FUNCTION {}({}) RETURNS TABLE ({}) LANGUAGE sql STABLE AS {}").format(
+        function, signature,
+        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(t)) for c, t in zip(described, types)),
+        sql.Literal(body)))
 
 
 def _statements(script: str) -> list[str]:
