@@ -105,7 +105,8 @@ def test_invalidating_metrics_keeps_charts_and_the_activity_feed(redis_url):
 
 def test_invalidating_metrics_spares_the_values_about_to_be_overwritten(redis_url):
     store = DashboardCache(redis.Redis.from_url(redis_url))
-    warmed, stale = store.keys.metrics(ORG_A, "2025-01-01", "2025-01-01"), store.keys.metrics(ORG_A, "2024-01-01", "2024-12-31")
+    warmed = store.keys.metrics(ORG_A, "2025-01-01", "2025-01-01")
+    stale = store.keys.metrics(ORG_A, "2024-01-01", "2024-12-31")
     store.write([Entry(ORG_A, key, {}, 300) for key in (warmed, stale)])
     assert store.invalidate_metrics(ORG_A, keep={warmed}) == 1
     assert [store.client.exists(key) for key in (warmed, stale)] == [1, 0]

@@ -45,10 +45,11 @@ _PEEK = """
 # A peek decodes from the slot's restart position, which only moves past a
 # record of the running transactions (written by PostgreSQL every 15 s at
 # most, and at checkpoints). When the slot's restart position is more than
-# this far behind the WAL, a tick writes such a record before peeking, so that the next tick's advance moves the restart position up to
-# it: each tick then decodes about what changed since the previous one,
-# instead of everything since that record (a bulk statement's WAL again and
-# again). Skipped without the right to call it (granted by a superuser).
+# this far behind the WAL, a tick writes such a record before peeking, so
+# that the next tick's advance moves the restart position up to it: each tick
+# then decodes about what changed since the previous one, instead of
+# everything since that record (a bulk statement's WAL again and again).
+# Skipped without the right to call it (granted by a superuser).
 RESTART_LAG_BYTES = 1 << 20
 _LOG_RUNNING_TRANSACTIONS = """
     SELECT pg_log_standby_snapshot() FROM pg_replication_slots
@@ -145,10 +146,11 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[st
             " VALUES (%s, greatest(%s::pg_lsn, pg_current_wal_flush_lsn())) RETURNING resumed_at::text",
             (restart_reason, lsn_text(confirmed))).fetchone()
         return CapturedChanges(position=resumed_at, restart_reason=restart_reason)
+    slot = slot_name(conn)
     if cursor is not None and lsn_value(cursor) > confirmed:
-        conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot_name(conn), cursor))
-    conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot_name(conn), "lag": RESTART_LAG_BYTES})
-    return _peek_until_changed(conn, captured, wait_seconds)
+        conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, cursor))
+    conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot, "lag": RESTART_LAG_BYTES})
+    return _peek_until_changed(conn, slot, captured, wait_seconds)
 
 
 def setup_problems(conn: psycopg.Connection, tables: list[str]) -> list[str]:
@@ -235,12 +237,11 @@ def _restart_reason(conn: psycopg.Connection, cursor: str | None) -> tuple[str |
     return None, confirmed
 
 
-def _peek_until_changed(conn: psycopg.Connection, captured: dict[str, tuple[str, ...]],
+def _peek_until_changed(conn: psycopg.Connection, slot: str, captured: dict[str, tuple[str, ...]],
                         wait_seconds: float) -> CapturedChanges:
     """Peek everything committed so far; while nothing changed, look again
     until `wait_seconds` have passed."""
     deadline = time.monotonic() + wait_seconds
-    slot = slot_name(conn)
     wanted = {table: tuple(dict.fromkeys((*_ACTIVITY_COLUMNS, *columns))) for table, columns in captured.items()}
     projections = {table: _projection([wanted[table].index(c) for c in columns]) for table, columns in captured.items()}
     while True:

@@ -64,10 +64,10 @@ def _create_from_source_function(conn: psycopg.Connection, rollup: str) -> None:
     function = sql.Identifier("dashboard", f"{rollup}_from_source")
     signature = sql.SQL(", ").join(sql.SQL(t) for t in _ROLLUP_PARAMETERS.values())
     conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}({})").format(function, signature))
+    columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(t))
+                                 for c, t in zip(described, types))
     conn.execute(sql.SQL("CREATE FUNCTION {}({}) RETURNS TABLE ({}) LANGUAGE sql STABLE AS {}").format(
-        function, signature,
-        sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(t)) for c, t in zip(described, types)),
-        sql.Literal(body)))
+        function, signature, columns, sql.Literal(body)))
 
 
 def _statements(script: str) -> list[str]:

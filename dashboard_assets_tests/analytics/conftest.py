@@ -12,6 +12,7 @@ from dashboard_assets.analytics.assets import analytics_assets, customer_acquisi
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, TEMPLATE_DATABASE
+from dashboard_assets_tests.helpers import read_table
 
 # 12:00 UTC is 22:00 in Sydney and 20:00 in Perth on 10 April, and already
 # 00:00 on 11 April in Auckland: each organization has its own today.
@@ -25,6 +26,10 @@ class Served:
     database_url: str
     redis_url: str
     resources: dict
+
+    def organizations(self) -> list[str]:
+        query = "SELECT id AS organization_id FROM organizations"
+        return read_table(self.database_url, query)["organization_id"].tolist()
 
     def materialize_serving(self) -> None:
         """The charts, analytics, cache warming and every week of acquisition."""

@@ -30,15 +30,11 @@ def _extra(database_url: str):
         return ref.load_extra(conn)
 
 
-def _organizations(served) -> list[str]:
-    return read_table(served.database_url, "SELECT id AS organization_id FROM organizations")["organization_id"].tolist()
-
-
 @pytest.mark.parametrize("table", sorted(PER_ORGANIZATION))
 def test_stored_value_equals_reference(served, table):
     src, extra = sources(served.database_url), _extra(served.database_url)
     stored = read_table(served.database_url, f"SELECT organization_id, payload FROM dashboard.{table}")
-    assert sorted(stored["organization_id"]) == sorted(_organizations(served))
+    assert sorted(stored["organization_id"]) == sorted(served.organizations())
     for org, payload in zip(stored["organization_id"], stored["payload"], strict=True):
         assert without_computed_at(payload) == PER_ORGANIZATION[table](src, extra, org), (table, org)
 
@@ -54,7 +50,7 @@ def test_weekly_customer_acquisition_equals_reference(served):
         for column in ("organization_id", "spend", "new_customers", "cac"):
             assert actual[column].tolist() == expected[column].tolist(), (week, column)
     client = redis.Redis.from_url(served.redis_url)
-    for org in _organizations(served):
+    for org in served.organizations():
         cached = json.loads(client.get(Keys().analytics(org, "cac")))
         assert without_computed_at(cached) == ref.customer_acquisition_cost(src, extra, org, AS_OF, weeks)
 
@@ -63,7 +59,7 @@ def _contract_keys(served) -> dict[str, int]:
     """Every key the contract promises for every organization, with its TTL."""
     keys, src = Keys(), sources(served.database_url)
     expected = {}
-    for org in _organizations(served):
+    for org in served.organizations():
         expected |= {
             keys.chart(org, "revenue_trend:12m"): TTL_SECONDS["revenue_trend_12m"],
             keys.chart(org, "kwh_trend:12m"): TTL_SECONDS["kwh_trend_12m"],
@@ -96,7 +92,7 @@ def test_flushall_then_materializing_restores_every_key(served):
 
 def test_warmed_values_and_summary_equal_reference(served):
     client, keys, src = redis.Redis.from_url(served.redis_url), Keys(), sources(served.database_url)
-    for org in _organizations(served):
+    for org in served.organizations():
         for date_from, date_to in warmed_ranges(ref.local_today(src, org, AS_OF)).values():
             cached = json.loads(client.get(keys.metrics(org, date_from, date_to)))
             assert without_computed_at(cached) == ref.full_metrics(src, org, date_from, date_to, AS_OF)

@@ -16,7 +16,7 @@ from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.analytics.conftest import AS_OF
-from dashboard_assets_tests.helpers import read_table, sources, without_computed_at
+from dashboard_assets_tests.helpers import sources, without_computed_at
 
 SQL = "SELECT dashboard.dashboard_metrics(%s, %s, %s, %s)"
 RANGES = [
@@ -39,7 +39,7 @@ def plain(served):
 
 @pytest.fixture(scope="module")
 def organizations(served) -> list[str]:
-    return read_table(served.database_url, "SELECT id AS organization_id FROM organizations")["organization_id"].tolist()
+    return served.organizations()
 
 
 def call(conn, org, date_from, date_to, as_of=AS_OF) -> dict:

@@ -16,7 +16,7 @@ from dashboard_assets.local_servers import LocalRedis
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.analytics.conftest import AS_OF
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
-from dashboard_assets_tests.helpers import read_table, sources, without_computed_at
+from dashboard_assets_tests.helpers import sources, without_computed_at
 
 RANGES = [
     (HISTORY_START, HISTORY_END),  # the whole history, today included
@@ -27,14 +27,10 @@ RANGES = [
 ]
 
 
-def _organizations(served) -> list[str]:
-    return read_table(served.database_url, "SELECT id AS organization_id FROM organizations")["organization_id"].tolist()
-
-
 @pytest.mark.parametrize(("date_from", "date_to"), RANGES)
 def test_cold_read_equals_reference(served, date_from, date_to):
     src = sources(served.database_url)
-    for org in _organizations(served):
+    for org in served.organizations():
         value = serving.dashboard_metrics(
             org, date_from, date_to, database_url=served.database_url, dashboard_cache=None, as_of=AS_OF
         )
@@ -42,7 +38,7 @@ def test_cold_read_equals_reference(served, date_from, date_to):
 
 
 def test_hit_miss_and_redis_down_give_identical_answers(served, tmp_path_factory):
-    org = _organizations(served)[0]
+    org = served.organizations()[0]
     date_from, date_to = dt.date(2025, 2, 1), dt.date(2025, 4, 10)
     store = DashboardCache(redis.Redis.from_url(served.redis_url))
     key = store.keys.metrics(org, date_from, date_to)
@@ -97,7 +93,7 @@ def test_an_unknown_organization_is_refused(served):
 
 
 def test_cli_prints_the_metrics_as_json(served):
-    org = _organizations(served)[0]
+    org = served.organizations()[0]
     env = {"PATH": str(Path(sys.executable).parent), "DASHBOARD_DATABASE_URL": served.database_url,
            "DASHBOARD_REDIS_URL": served.redis_url}
     args = [sys.executable, "-m", "dashboard_assets.cli", "metrics", "--org", org, "--from", "2025-03-01", "--to", "2025-03-31"]
