@@ -249,15 +249,25 @@ def _peek_until_changed(conn: psycopg.Connection, slot: str, captured: dict[str,
         (upto,) = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
         decoder = Decoder(wanted)
         changes = CapturedChanges(position=upto)
-        with conn.transaction(), conn.cursor(name="peek", binary=True) as peek:
-            peek.itersize = 10_000
-            peek.execute(_PEEK, {"slot": slot, "upto": upto, "publication": PUBLICATION})
-            _collect(decoder.decode(message for (message,) in peek), projections, changes)
+        _collect(decoder.decode(peeked_messages(conn, slot, upto)), projections, changes)
         changes.position = lsn_text(max(lsn_value(upto), decoder.last_commit_lsn))
         remaining = deadline - time.monotonic()
         if not changes.empty or remaining <= 0:
             return changes
         time.sleep(min(remaining, max(POLL_SECONDS, 4 * (time.monotonic() - began))))
+
+
+def peeked_messages(conn: psycopg.Connection, slot: str, upto: str) -> Iterator[bytes]:
+    """The slot's messages up to `upto`, decoded by the server at once into a
+    cursor that outlives its transaction (WITH HOLD) and then fetched in
+    batches: memory stays bounded however large a transaction is, and the
+    peek holds no snapshot while Python decodes what it fetched, so VACUUM and
+    page pruning go on removing the rows the application's updates leave
+    behind (autocommit connection)."""
+    with conn.cursor(name="peek", binary=True, withhold=True) as peek:
+        peek.itersize = 10_000
+        peek.execute(_PEEK, {"slot": slot, "upto": upto, "publication": PUBLICATION})
+        yield from (message for (message,) in peek)
 
 
 # Decoded for every change, for the activity feed: the row's id and its

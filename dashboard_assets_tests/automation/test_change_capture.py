@@ -113,6 +113,25 @@ def test_once_a_bulk_statement_is_confirmed_it_is_not_decoded_again(conn):
     assert slot == (True,)
 
 
+def test_a_peek_holds_no_snapshot_while_its_messages_are_read(conn, empty_database_url):
+    """Python reads a large peek in batches, and meanwhile the peek holds back
+    no row removal (VACUUM, page pruning) on the server."""
+    start = position(conn)
+    conn.execute(
+        "INSERT INTO opportunities (id, organization_id, customer_id, stage, value, probability, created_at, updated_at)"
+        " SELECT gen_random_uuid(), %s, %s, 'new', 100, 10, %s, now() FROM generate_series(1, 30000)",
+        (AUCKLAND, CUSTOMER, LATE_3_MARCH))
+    slot = capture.slot_name(conn)
+    conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, start))
+    (upto,) = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    messages = capture.peeked_messages(conn, slot, upto)
+    first = next(messages)  # the first batch fetched, the rest still on the server
+    with psycopg.connect(libpq_url(empty_database_url)) as other:
+        held = other.execute("SELECT backend_xmin FROM pg_stat_activity WHERE pid = %s", (conn.info.backend_pid,))
+        assert held.fetchone() == (None,)
+    assert 1 + sum(1 for _ in messages) >= 30000 and first
+
+
 def test_one_transaction_changing_two_organizations_affects_each_in_its_own_timezone(conn):
     start = position(conn)
     with conn.transaction():
