@@ -1,15 +1,21 @@
 """Replacing a rollup's days in one transaction, and reconciling them with the
 source in the same snapshot before it commits.
 
-The rollup's SELECT runs on the source database inside a REPEATABLE READ,
-read-only transaction and streams through binary COPY into the target, inside
-one target transaction that first deletes the days being replaced. Readers of
-the target see the old days or the new ones, never a gap; a failure anywhere
-rolls back and leaves the previous days in place. The source may be a replica.
+One target transaction first locks the rollup's tables against other writers
+(readers go on), deletes the days being replaced and writes the new rows.
+When the source is the target's database, that transaction is REPEATABLE READ
+and does everything itself: INSERT … SELECT, then the reconciliation, in the
+snapshot taken just after the lock. When the source is another server (a
+replica), the rows stream through COPY from a REPEATABLE READ, read-only
+source transaction, which also runs the reconciliation. Readers of the target
+see the old days or the new ones, never a gap; a failure anywhere rolls back
+and leaves the previous days in place.
 """
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -87,35 +93,61 @@ def refresh(
         raise ValueError(f"{rollup.name} needs a date range with start <= end, got {start}..{end}")
     params = query_params(start, end, organizations)
     began = time.perf_counter()
+    with _transactions(source_url, target_url, rollup.tables) as (source, target):
+        rows_written = {}
+        for table in rollup.tables:
+            target.execute(_delete_statement(table, rollup.daily), params)
+            query = load_sql(_SQL_PACKAGE, f"{table}.sql")
+            if source is target:
+                insert = sql.SQL("INSERT INTO {} ").format(sql.Identifier(_SCHEMA, table)) + sql.SQL(query)
+                rows_written[table] = target.execute(insert, params).rowcount
+            else:
+                rows_written[table] = copy_query_into(source, query, params, target, f"{_SCHEMA}.{table}")
+        source_totals = fetch_one(source, load_sql(_SQL_PACKAGE, f"{rollup.name}_reconcile.sql"), params)
+        rollup_totals = fetch_one(target, _totals_query(rollup, source_totals), params)
+        impossible = target.execute(load_sql(_SQL_PACKAGE, f"{rollup.name}_impossible.sql"), params).fetchall()
+        days = (end - start).days + 1 if rollup.daily else 1
+        result = RefreshResult(
+            rows_written=rows_written,
+            seconds=time.perf_counter() - began,
+            organizations=int(source_totals["rows"]) // days,
+            source_totals=source_totals,
+            rollup_totals=rollup_totals,
+            impossible_rows=[(str(org), day) for org, day in impossible],
+        )
+        if result.mismatches:
+            raise psycopg.Rollback()  # unreconciled numbers never replace the previous days
+        target.execute(
+            "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, organizations, rows_written, seconds)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (rollup.name, start, end, result.organizations, sum(rows_written.values()), result.seconds),
+        )
+    return result
+
+
+@contextmanager
+def _transactions(source_url: str, target_url: str,
+                  tables: tuple[str, ...]) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """The source and target connections of one refresh, each in its
+    transaction, the target's tables locked against other writers; one
+    connection for both when the source is the target's database. Rolled
+    back on any error or psycopg.Rollback."""
+    lock = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
+        sql.SQL(", ").join(sql.Identifier(_SCHEMA, table) for table in tables))
+    if source_url == target_url:
+        with raw_connection(target_url) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            try:
+                with conn.transaction():
+                    conn.execute(lock)  # before the snapshot, which the first query takes
+                    yield conn, conn
+            finally:
+                conn.isolation_level = None
+        return
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
         with snapshot(source), target.transaction():
-            target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{_SCHEMA}.{rollup.name}",))
-            rows_written = {}
-            for table in rollup.tables:
-                target.execute(_delete_statement(table, rollup.daily), params)
-                rows_written[table] = copy_query_into(
-                    source, load_sql(_SQL_PACKAGE, f"{table}.sql"), params, target, f"{_SCHEMA}.{table}"
-                )
-            source_totals = fetch_one(source, load_sql(_SQL_PACKAGE, f"{rollup.name}_reconcile.sql"), params)
-            rollup_totals = fetch_one(target, _totals_query(rollup, source_totals), params)
-            impossible = target.execute(load_sql(_SQL_PACKAGE, f"{rollup.name}_impossible.sql"), params).fetchall()
-            days = (end - start).days + 1 if rollup.daily else 1
-            result = RefreshResult(
-                rows_written=rows_written,
-                seconds=time.perf_counter() - began,
-                organizations=int(source_totals["rows"]) // days,
-                source_totals=source_totals,
-                rollup_totals=rollup_totals,
-                impossible_rows=[(str(org), day) for org, day in impossible],
-            )
-            if result.mismatches:
-                raise psycopg.Rollback()  # unreconciled numbers never replace the previous days
-            target.execute(
-                "INSERT INTO dashboard.refresh_log (rollup, start_date, end_date, organizations, rows_written, seconds)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (rollup.name, start, end, result.organizations, sum(rows_written.values()), result.seconds),
-            )
-    return result
+            target.execute(lock)
+            yield source, target
 
 
 def query_params(

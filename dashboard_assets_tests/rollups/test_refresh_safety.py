@@ -174,3 +174,25 @@ def test_a_dropped_connection_is_retried_and_converges(database_url):
     assert len(retries) == 1
     assert_rollups_match_reference(database_url, DAY, DAY)
     assert not rollup_rows(database_url, "daily_metrics", DAY, DAY).equals(before)
+
+
+def test_a_refresh_waiting_for_another_writer_of_its_rollup_starts_after_it(database_url):
+    """A refresh takes its snapshot only once no other writer of the rollup's
+    tables is left (another refresh, here one holding the lock and
+    rewriting the day): it then replaces the day, instead of failing to
+    serialize with what the other committed."""
+    refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)
+    outcome: list = []
+    with psycopg.connect(libpq_url(database_url)) as other:
+        other.execute("LOCK TABLE dashboard.daily_metrics IN SHARE ROW EXCLUSIVE MODE")
+        other.execute("UPDATE dashboard.daily_metrics SET revenue = revenue + 1 WHERE metric_date = %s", (DAY,))
+        waiting = threading.Thread(target=lambda: outcome.append(
+            refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)))
+        waiting.start()
+        waiting.join(timeout=2)
+        assert waiting.is_alive()  # blocked behind the other writer
+        other.commit()
+    waiting.join(timeout=60)
+    assert outcome and outcome[0].committed
+    assert_frames_equal(rollup_rows(database_url, "daily_metrics", DAY, DAY),
+                        reference.daily_metrics(sources(database_url), DAY, DAY), DAILY_KEYS)
