@@ -13,7 +13,6 @@ import time
 import dagster as dg
 import psycopg
 
-from bench.backfill import QUIET_RUN
 from bench.common import in_child_process, sensor_contexts, temp_file_bytes
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.automation import capture
@@ -22,6 +21,8 @@ from dashboard_assets.automation.sensors import build_source_changes_sensor
 from dashboard_assets.db import libpq_url
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 # The newest order of the first organization, delivered or not in turn.
 _FLIP_ONE_ORDER = """

@@ -29,20 +29,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Servers' data and the Dagster home; DASHBOARD_DEMO_DIR moves it (tests do).
 STATE_DIR = Path(os.environ.get("DASHBOARD_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
 
-# Dagster's per-partition bookkeeping dominates a long ranged run; these make
-# every Dagster process batch it (see docs/operations.md).
-DAGSTER_BATCHING_ENV = {
-    "DAGSTER_EVENT_BATCH_SIZE": "1000",
-    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-}
-
 
 def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> int:
     """Run the demo; returns the process exit code."""
     with ExitStack() as servers:
         _start_servers(servers)
         _prepare_dagster_home()
-        os.environ.update(DAGSTER_BATCHING_ENV)
         today = dt.datetime.now(ZoneInfo(settings.reporting_timezone())).date()
         first_day = today - dt.timedelta(days=days - 1)
         os.environ.setdefault(settings.HISTORY_START, first_day.isoformat())
