@@ -1,4 +1,11 @@
-"""The code location: `dashboard_assets.definitions.defs`."""
+"""The code location: `dashboard_assets.definitions.defs`.
+
+Every run executes its steps in the run worker's own process, one after the
+other: each step is SQL that PostgreSQL runs, and a process per step (Dagster's
+default) costs seconds of start-up against work of milliseconds to seconds.
+Runs reach the database side by side as runs instead (the run queue, at most
+two refresh steps at once in the `source_database` pool).
+"""
 
 import dagster as dg
 
@@ -33,4 +40,5 @@ defs = dg.Definitions(
     schedules=[*schedules, partition_freshness_schedule],
     sensors=[source_changes_sensor],
     resources=build_resources(),
+    executor=dg.in_process_executor,
 )

@@ -68,3 +68,9 @@ def test_daily_rollups_are_partitioned_single_run_and_reconciliation_blocks():
             assert node.backfill_policy == dg.BackfillPolicy.single_run()
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking == (key.name == RECONCILES_WITH_SOURCE), key
+
+
+def test_every_run_executes_its_steps_in_the_run_worker():
+    """The README's backfill command, a UI backfill and the sensor's runs all
+    execute with the code location's executor."""
+    assert defs.resolve_implicit_global_asset_job_def().executor_def is dg.in_process_executor

@@ -37,10 +37,6 @@ ACTIVITY_PAGES = 5
 # of at the next tick.
 MINIMUM_INTERVAL_SECONDS = 4
 WAIT_FOR_CHANGES_SECONDS = 4.0
-# A change-driven run is a few small SQL statements per step: its steps run in
-# the run worker's own process (a process per step costs more than the work).
-# Runs that refresh every organization keep Dagster's multiprocess executor.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 RESTART_TAG = "dashboard/capture_restart"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ROLLUP_NAMES = {rollup.name for rollup in (*DAILY_ROLLUPS, CURRENT_STATE)}
@@ -108,7 +104,6 @@ def _run_request(refresh: Refresh, run_key: str, restart_reason: str | None) -> 
         asset_check_keys=[dg.AssetCheckKey(dg.AssetKey(name), check) for name in refresh.assets
                           if name in ROLLUP_NAMES for check in (RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE)],
         tags=tags,
-        run_config=IN_PROCESS if refresh.organizations else {},
     )
 
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from dashboard_assets.automation.pgoutput import lsn_value
-from dashboard_assets.automation.sensors import IN_PROCESS, build_source_changes_sensor
+from dashboard_assets.automation.sensors import build_source_changes_sensor
 from dashboard_assets.db import libpq_url
 from dashboard_assets.rollups.assets import RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE
 from dashboard_assets.scope import ORGANIZATIONS_TAG
@@ -87,7 +87,6 @@ def test_changes_become_ranged_runs_of_exactly_the_changed_days_and_organization
     for request in result.run_requests:
         assert request.tags[ORGANIZATIONS_TAG] == org
         assert request.run_key.startswith(f"changes:{cursor}:{result.cursor}:")
-        assert request.run_config == IN_PROCESS
         # the rollups' own checks ride along; the partition freshness checks keep their schedule
         assert {k.name for k in request.asset_check_keys} == {RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE}
         assert {k.asset_key.to_user_string() for k in request.asset_check_keys} == {
