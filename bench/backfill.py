@@ -35,6 +35,7 @@ import psycopg
 
 from bench.common import END_DATE, RESULTS_DIR, ROOT, START_DATE, STATE_DIR, fresh_database, temp_file_bytes
 from dashboard_assets import DAGSTER_BATCHING_ENV, settings
+from dashboard_assets.automation import capture
 from dashboard_assets.db import libpq_url, load_sql
 from dashboard_assets.demo import psycopg2_url
 from dashboard_assets.local_servers import LocalPostgres, free_port
@@ -62,6 +63,8 @@ def measure(server: LocalPostgres, url: str, redis_url: str, orgs: int, repeat: 
     migrate(url)  # as a user has it: capture running, so the daemon's change sensor starts from its slot
     for path in BACKFILL_PATHS:
         found |= _backfill(server, url, redis_url, orgs, path)
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        capture.drop_slot(conn)  # the benchmarks that read changes make their own
     with psycopg.connect(libpq_url(url)) as conn:
         org = str(conn.execute("SELECT id FROM organizations ORDER BY id LIMIT 1").fetchone()[0])
 

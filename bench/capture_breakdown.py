@@ -4,10 +4,11 @@ goes, on the database a previous `make bench` left for ORGS organizations.
 First the writes alone, without any reader: pgbench (as in the capture
 benchmark) with no capture and with logical capture set up, alternating
 twice, with the WAL each transaction wrote. Then the reader alone, on what
-the last run left in the slot: the peek that decodes it, a whole sensor tick
-from the slot's position (peek, affected days, activity feed), and the next
-tick (advancing the slot, an empty peek); each with PostgreSQL's CPU per
-transaction written.
+the last run left in the slot: the peek that decodes it; the parts of a tick
+one by one (reading and decoding the changes, their affected days and the
+feed's table in one transaction, the feed pushed to Redis); a whole sensor
+tick from the slot's position; and the next tick (advancing the slot, an
+empty peek); each with PostgreSQL's CPU per transaction written.
 """
 
 import sys
@@ -16,11 +17,13 @@ import time
 import psycopg
 
 from bench import change_capture
-from bench.common import STATE_DIR, sensor_contexts
+from bench.common import END_DATE, START_DATE, STATE_DIR, sensor_contexts
 from dashboard_assets.automation import capture
-from dashboard_assets.automation.sensors import build_source_changes_sensor
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS, record
+from dashboard_assets.automation.sensors import build_source_changes_sensor, push_activity
 from dashboard_assets.db import libpq_url
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis
+from dashboard_assets.resources import RedisResource
 
 
 def main(orgs: int) -> None:
@@ -78,6 +81,13 @@ def _reader_alone(server: LocalPostgres, url: str, redis_url: str, transactions:
 
         messages = measured("peek (decoding)", peek)
         print(f"  {messages} messages for {transactions:.0f} transactions", flush=True)
+        changes = measured("tick part: read_changes", lambda: capture.read_changes(conn, None, CAPTURED_COLUMNS))
+        measured("tick part: record (affected days, the feed's table)",
+                 lambda: record(conn, changes, START_DATE, END_DATE))
+        store = RedisResource(url=redis_url).cache()
+        measured("tick part: push_activity (the feed to Redis)",
+                 lambda: push_activity(url, store, sorted(changes.activity)))
+        conn.execute("TRUNCATE dashboard.recent_changes")  # the whole tick keeps the same changes again
     sensor = build_source_changes_sensor(wait_seconds=0.0)
     with sensor_contexts(url, redis_url) as contexts:
         first = measured("a whole tick", lambda: sensor(contexts(None)))
