@@ -37,7 +37,7 @@ from bench.common import END_DATE, RESULTS_DIR, ROOT, START_DATE, STATE_DIR, fre
 from dashboard_assets import DAGSTER_BATCHING_ENV, settings
 from dashboard_assets.automation import capture
 from dashboard_assets.db import libpq_url, load_sql
-from dashboard_assets.demo import psycopg2_url
+from dashboard_assets.demo import psycopg2_url, stop_group
 from dashboard_assets.local_servers import LocalPostgres, free_port
 from dashboard_assets.migrations import migrate
 from dashboard_assets.rollups.assets import DAILY_ROLLUPS
@@ -140,17 +140,12 @@ def _from_ui(env: dict, home: Path) -> tuple[dict[str, float], float]:
                 raise RuntimeError(f"the UI's backfill was refused: {launched}")
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 backfill_id = launched["backfillId"]
-                run_ended = _wait_for(lambda: _run_ended(instance, backfill_id), 3600, "the backfill's run")
+                _wait_for(lambda: _run_ended(instance, backfill_id), 3600, "the backfill's run")
                 run_seconds = time.perf_counter() - began
                 _wait_for(lambda: _backfill_completed(instance, backfill_id), 120, "the backfill's completion")
                 return {"run_": run_seconds, "": time.perf_counter() - began}, peak.mb
         finally:
-            ui.send_signal(2)
-            try:
-                ui.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(ui.pid, 9)
-                ui.wait()
+            stop_group(ui)
 
 
 def _graphql(port: int, query: str, variables: dict) -> dict:

@@ -152,12 +152,18 @@ def _serve_ui(port: int) -> int:
     while ui.poll() is None and not stop_requested:
         time.sleep(0.5)
     print("Stopping the Dagster UI and daemon...", flush=True)
+    stop_group(ui)
+    return 0 if stop_requested else ui.returncode
+
+
+def stop_group(leader: subprocess.Popen) -> None:
+    """Stop a process started in a session of its own, and every process of
+    its group: interrupt, then terminate, then kill."""
     for stop_signal, grace_seconds in [(signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)]:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(ui.pid, stop_signal)
-        if _group_exited(ui, grace_seconds):
+            os.killpg(leader.pid, stop_signal)
+        if _group_exited(leader, grace_seconds):
             break
-    return 0 if stop_requested else ui.returncode
 
 
 def _group_exited(leader: subprocess.Popen, timeout: float) -> bool:
