@@ -234,9 +234,19 @@ def _refresh_all_rollups(url: str, organizations: list[str] | None) -> tuple[flo
 
 
 def _refresh_log_seconds(url: str, where: str, params=()) -> float:
+    """The time the database spent in the logged refreshes: the union of their
+    transactions' intervals, so that batches running at once count once."""
     with psycopg.connect(libpq_url(url)) as conn:
-        query = psycopg.sql.SQL("SELECT COALESCE(sum(seconds), 0) FROM dashboard.refresh_log WHERE ") + psycopg.sql.SQL(where)
+        query = psycopg.sql.SQL(_BUSY_SECONDS).format(psycopg.sql.SQL(where))
         return float(conn.execute(query, params).fetchone()[0])
+
+
+# refreshed_at is the transaction's start (now()), seconds its duration.
+_BUSY_SECONDS = """
+    SELECT COALESCE(sum(extract(epoch FROM upper(busy) - lower(busy))), 0)
+    FROM (SELECT unnest(range_agg(tstzrange(refreshed_at, refreshed_at + seconds * interval '1 second'))) AS busy
+          FROM dashboard.refresh_log WHERE {}) AS intervals
+"""
 
 
 def save_plans(url: str, orgs: int, org: str) -> None:

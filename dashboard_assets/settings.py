@@ -11,9 +11,17 @@ REDIS_URL = "DASHBOARD_REDIS_URL"
 REDIS_PREFIX = "DASHBOARD_REDIS_PREFIX"
 TIMEZONE = "DASHBOARD_TIMEZONE"
 HISTORY_START = "DASHBOARD_HISTORY_START"
+BATCH_ORGANIZATION_DAYS = "DASHBOARD_BATCH_ORGANIZATION_DAYS"
+CONCURRENT_BATCHES = "DASHBOARD_CONCURRENT_BATCHES"
 
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_REDIS_PREFIX = "dashboard"
+# A refresh's batch holds at most this many organization-days (whole days):
+# 730 days of up to 136 organizations are one transaction, and 1,000
+# organizations are refreshed 100 days at a time.
+DEFAULT_BATCH_ORGANIZATION_DAYS = 100_000
+# Batches of one refresh that run at once, each on a connection of its own.
+DEFAULT_CONCURRENT_BATCHES = 2
 
 
 class SettingsError(ValueError):
@@ -42,3 +50,23 @@ def history_start(today: dt.date | None = None) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as error:
         raise SettingsError(f"{HISTORY_START}={value!r} is not a valid date") from error
+
+
+def positive_int(name: str, default: int) -> int:
+    """The positive whole number in variable `name`, else `default`."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not re.fullmatch(r"[1-9]\d{0,8}", value):
+        raise SettingsError(f"{name}={value!r} is not a positive whole number")
+    return int(value)
+
+
+def batch_organization_days() -> int:
+    """The organization-days one transaction of a refresh holds at most."""
+    return positive_int(BATCH_ORGANIZATION_DAYS, DEFAULT_BATCH_ORGANIZATION_DAYS)
+
+
+def concurrent_batches() -> int:
+    """How many batches of one refresh run at once."""
+    return positive_int(CONCURRENT_BATCHES, DEFAULT_CONCURRENT_BATCHES)

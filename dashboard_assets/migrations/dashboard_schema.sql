@@ -167,6 +167,10 @@ CREATE TABLE IF NOT EXISTS dashboard.refresh_log (
 -- replaces only the organizations that changed).
 ALTER TABLE dashboard.refresh_log ADD COLUMN IF NOT EXISTS organizations integer;
 CREATE INDEX IF NOT EXISTS refresh_log_rollup_refreshed_at_idx ON dashboard.refresh_log (rollup, refreshed_at DESC);
+-- The run (its root run id, shared by its retries and re-executions) a batch
+-- was committed by: a re-executed backfill skips the batches it already did.
+ALTER TABLE dashboard.refresh_log ADD COLUMN IF NOT EXISTS resume_key text;
+CREATE INDEX IF NOT EXISTS refresh_log_resume_key_idx ON dashboard.refresh_log (resume_key, rollup);
 
 -- The full-metrics figures of one organization over [date_from, date_to],
 -- read from the rollups: sums, and distinct customers over the whole range.

@@ -6,6 +6,7 @@ import warnings
 
 import dagster as dg
 
+from dashboard_assets import settings
 from dashboard_assets.partitions import daily_partitions_def
 from dashboard_assets.resources import PostgresResource
 from dashboard_assets.retries import POSTGRES_ERRORS, retried_on
@@ -22,6 +23,8 @@ RECONCILES_WITH_SOURCE = "reconciles_with_source"
 # dagster.yaml), so that backfills cannot starve the operational database.
 SOURCE_DATABASE_POOL = "source_database"
 VALUES_ARE_POSSIBLE = "values_are_possible"
+# Shared by a run, its retries and its re-executions.
+ROOT_RUN_TAG = "dagster/root_run_id"
 
 DAILY_ROLLUPS = (
     Rollup(
@@ -117,8 +120,13 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
         organizations = tagged_organizations(context.run.tags)
         result = refresh(rollup, source_url=postgres.source_url, target_url=postgres.database_url,
-                         start=start, end=end, organizations=organizations)
-        days = f" for {start}..{end}" if rollup.daily else ""
+                         start=start, end=end, organizations=organizations,
+                         resume_key=context.run.tags.get(ROOT_RUN_TAG, context.run.run_id),
+                         organization_days_per_batch=settings.batch_organization_days(),
+                         concurrent_batches=settings.concurrent_batches())
+        days = f" for {start}..{end} in {result.batches} batches" if rollup.daily else ""
+        if result.resumed_batches:
+            days += f" ({result.resumed_batches} committed by an earlier attempt)"
         scope = f"{len(organizations)} changed organizations" if organizations else "every organization"
         context.log.info(f"{rollup.name}: {sum(result.rows_written.values())} rows{days}, {scope}, "
                          f"in {result.seconds:.2f} s")
@@ -139,7 +147,8 @@ def _materialization_metadata(result: RefreshResult, start: dt.date | None, end:
         "totals": dg.MetadataValue.json({name: str(value) for name, value in result.rollup_totals.items()}),
     }
     if start is not None and end is not None:
-        metadata |= {"days": (end - start).days + 1, "first_day": start.isoformat(), "last_day": end.isoformat()}
+        metadata |= {"days": (end - start).days + 1, "first_day": start.isoformat(), "last_day": end.isoformat(),
+                     "batches": result.batches, "batches_resumed": result.resumed_batches}
     return metadata
 
 

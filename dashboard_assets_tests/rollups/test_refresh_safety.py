@@ -9,7 +9,7 @@ import pytest
 
 from dashboard_assets.db import libpq_url
 from dashboard_assets.rollups.assets import DAILY_ROLLUPS, RECONCILES_WITH_SOURCE, daily_rollup_assets
-from dashboard_assets.rollups.refresh import refresh
+from dashboard_assets.rollups.refresh import day_locks, refresh
 from dashboard_assets_tests import reference
 from dashboard_assets_tests.helpers import (
     DAILY_KEYS,
@@ -183,8 +183,7 @@ def test_a_refresh_waiting_for_another_writer_of_its_rollup_starts_after_it(data
     serialize with what the other committed."""
     refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)
     outcome: list = []
-    with psycopg.connect(libpq_url(database_url)) as other:
-        other.execute("LOCK TABLE dashboard.daily_metrics IN SHARE ROW EXCLUSIVE MODE")
+    with day_locks(database_url, DAILY_METRICS, DAY, DAY), psycopg.connect(libpq_url(database_url)) as other:
         other.execute("UPDATE dashboard.daily_metrics SET revenue = revenue + 1 WHERE metric_date = %s", (DAY,))
         waiting = threading.Thread(target=lambda: outcome.append(
             refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=DAY, end=DAY)))

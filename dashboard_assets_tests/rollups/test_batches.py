@@ -1,0 +1,138 @@
+"""Ranges refreshed in batches: one transaction per batch, a failed batch done
+again alone, and writers of other days of a rollup that never wait for a
+backfill (only for the one batch that holds their day)."""
+
+import datetime as dt
+import threading
+import time
+
+import psycopg
+import pytest
+
+from dashboard_assets import settings
+from dashboard_assets.db import libpq_url
+from dashboard_assets.rollups.assets import DAILY_ROLLUPS, daily_rollup_assets
+from dashboard_assets.rollups.refresh import day_batches, refresh
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
+from dashboard_assets_tests.helpers import (
+    assert_rollups_match_reference,
+    materialize_days,
+    refresh_what_the_sensor_requests,
+    rollup_rows,
+    tick,
+)
+
+DAILY_METRICS = DAILY_ROLLUPS[0]
+DAILY_METRICS_ASSET = daily_rollup_assets[0]
+ORGANIZATIONS = 5  # in the generated data
+TEN_DAYS = ORGANIZATIONS * 10  # organization-days of a batch of ten days
+FAILING_DAY = dt.date(2025, 2, 15)
+
+
+def _execute(database_url: str, statement: str, params=None) -> None:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def _logged_batches(database_url: str, resume_key: str) -> list[tuple[dt.date, dt.date]]:
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return conn.execute("SELECT start_date, end_date FROM dashboard.refresh_log"
+                            " WHERE rollup = 'daily_metrics' AND resume_key = %s ORDER BY start_date",
+                            (resume_key,)).fetchall()
+
+
+def _backfill(database_url: str, resume_key: str, **options):
+    return refresh(DAILY_METRICS, source_url=database_url, target_url=database_url, start=HISTORY_START,
+                   end=HISTORY_END, resume_key=resume_key, organization_days_per_batch=TEN_DAYS, **options)
+
+
+def _fail_inserts_of(database_url: str, day: dt.date) -> None:
+    """A real trigger on the rollup table that raises for every row of `day`."""
+    _execute(database_url, f"""
+        CREATE FUNCTION fail_day() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.metric_date = DATE '{day.isoformat()}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+              RETURN NEW; END $$;
+        CREATE TRIGGER fail_day BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION fail_day();
+    """)
+
+
+def test_a_range_is_cut_into_consecutive_batches_of_whole_days():
+    assert day_batches(dt.date(2025, 1, 1), dt.date(2025, 1, 25), 10) == [
+        (dt.date(2025, 1, 1), dt.date(2025, 1, 10)),
+        (dt.date(2025, 1, 11), dt.date(2025, 1, 20)),
+        (dt.date(2025, 1, 21), dt.date(2025, 1, 25)),
+    ]
+    assert day_batches(dt.date(2025, 1, 1), dt.date(2025, 1, 1), 10) == [(dt.date(2025, 1, 1),) * 2]
+
+
+def test_a_range_larger_than_a_batch_commits_batch_by_batch_and_equals_the_reference(database_url):
+    result = _backfill(database_url, "batched")
+    days = (HISTORY_END - HISTORY_START).days + 1
+    assert result.committed and result.batches == -(-days // 10)
+    logged = _logged_batches(database_url, "batched")
+    assert logged == day_batches(HISTORY_START, HISTORY_END, 10)  # one transaction per batch, none larger
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+
+
+def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url):
+    """The batches before the failing one stay committed, the failing one
+    and those after it keep their previous rows; the same run done again
+    (same resume key) skips the committed batches."""
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
+    _execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
+    before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    _fail_inserts_of(database_url, FAILING_DAY)
+    with pytest.raises(psycopg.errors.RaiseException):
+        _backfill(database_url, "attempt", concurrent_batches=1)
+    committed = _logged_batches(database_url, "attempt")
+    assert committed and all(end < FAILING_DAY for _, end in committed)
+    untouched = rollup_rows(database_url, "daily_metrics", committed[-1][1] + dt.timedelta(days=1), HISTORY_END)
+    expected = before[before.metric_date > committed[-1][1]]
+    assert untouched.sort_values(["organization_id", "metric_date"]).reset_index(drop=True).equals(
+        expected.sort_values(["organization_id", "metric_date"]).reset_index(drop=True))
+
+    _execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
+    result = _backfill(database_url, "attempt", concurrent_batches=1)
+    assert result.committed and result.resumed_batches == len(committed)
+    assert _logged_batches(database_url, "attempt") == day_batches(HISTORY_START, HISTORY_END, 10)
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+
+
+def test_the_batch_size_comes_from_the_operating_contract(database_url, monkeypatch):
+    monkeypatch.setenv(settings.BATCH_ORGANIZATION_DAYS, str(TEN_DAYS * 3))
+    monkeypatch.setenv(settings.CONCURRENT_BATCHES, "3")
+    result = materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET])
+    assert result.success
+    (materialization,) = [m for m in result.asset_materializations_for_node("daily_metrics")][:1]
+    assert materialization.metadata["batches"].value == -(-((HISTORY_END - HISTORY_START).days + 1) // 30)
+    monkeypatch.setenv(settings.BATCH_ORGANIZATION_DAYS, "ten")
+    with pytest.raises(settings.SettingsError, match=settings.BATCH_ORGANIZATION_DAYS):
+        settings.batch_organization_days()
+
+
+def test_a_change_is_refreshed_while_a_backfill_of_the_same_rollup_is_held_open(database_url, redis_url):
+    """A backfill stuck in its first batch (a row of January held by another
+    transaction) does not hold up the refresh of a change in April; both
+    end, and every day equals the reference."""
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
+    cursor = tick(database_url, redis_url, None).cursor
+    outcome: list = []
+    with psycopg.connect(libpq_url(database_url)) as blocker:
+        blocker.execute("SELECT 1 FROM dashboard.daily_metrics WHERE metric_date = '2025-01-05' LIMIT 1 FOR UPDATE")
+        backfill = threading.Thread(target=lambda: outcome.append(_backfill(database_url, "held")))
+        backfill.start()
+        time.sleep(1)
+        _execute(database_url, "UPDATE orders SET status = 'delivered', total_amount = total_amount + 100"
+                               " WHERE id = (SELECT id FROM orders WHERE created_at >= '2025-04-05'"
+                               " AND created_at < '2025-04-06' AND status <> 'delivered' ORDER BY id LIMIT 1)")
+        change = threading.Thread(target=refresh_what_the_sensor_requests, args=(database_url, redis_url, cursor))
+        change.start()
+        change.join(timeout=30)
+        refreshed_while_held = not change.is_alive()
+        assert backfill.is_alive()  # still held in January
+        blocker.rollback()
+    change.join()
+    assert refreshed_while_held
+    backfill.join(timeout=120)
+    assert outcome and outcome[0].committed
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
