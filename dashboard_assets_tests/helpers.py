@@ -21,16 +21,17 @@ EXACT_TOLERANCE = 1e-9
 QUOTIENT_COLUMNS = {"avg_won_deal_size", "avg_labor_hours_per_job", "avg_resolution_days", "resolution_days_sum"}
 
 
-def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=None, **kwargs) -> dg.ExecuteInProcessResult:
+def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=None, tags=None,
+                     **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize the daily rollups for [start, end] in ONE run (a single-run backfill)."""
-    tags = {
+    range_tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": end.isoformat(),
     }
     return dg.materialize(
         assets or daily_rollup_assets,
         resources={"postgres": PostgresResource(database_url=database_url)},
-        tags=tags,
+        tags=range_tags | (tags or {}),
         **kwargs,
     )
 

@@ -136,3 +136,21 @@ def test_a_change_is_refreshed_while_a_backfill_of_the_same_rollup_is_held_open(
     backfill.join(timeout=120)
     assert outcome and outcome[0].committed
     assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+
+
+def test_a_re_executed_run_resumes_after_the_batches_its_first_attempt_committed(database_url, monkeypatch):
+    """Dagster gives a run's re-executions and retries the first run's id as
+    their root run id: the asset resumes under it."""
+    monkeypatch.setenv(settings.BATCH_ORGANIZATION_DAYS, str(TEN_DAYS))
+    monkeypatch.setenv(settings.CONCURRENT_BATCHES, "1")
+    _fail_inserts_of(database_url, FAILING_DAY)
+    first = materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET],
+                             raise_on_error=False)
+    assert not first.success
+    committed_by_first = len(_logged_batches(database_url, first.run_id))
+    _execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
+    again = materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET],
+                             tags={"dagster/root_run_id": first.run_id})
+    (materialization, *_) = again.asset_materializations_for_node("daily_metrics")
+    assert materialization.metadata["batches_resumed"].value == committed_by_first > 0
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
