@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import re
+import urllib.parse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DATABASE_URL = "DASHBOARD_DATABASE_URL"
@@ -11,9 +12,12 @@ REDIS_URL = "DASHBOARD_REDIS_URL"
 REDIS_PREFIX = "DASHBOARD_REDIS_PREFIX"
 TIMEZONE = "DASHBOARD_TIMEZONE"
 HISTORY_START = "DASHBOARD_HISTORY_START"
+ALERT_WEBHOOK_URL = "DASHBOARD_ALERT_WEBHOOK_URL"
+UI_URL = "DASHBOARD_UI_URL"
 
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_REDIS_PREFIX = "dashboard"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
 
 class SettingsError(ValueError):
@@ -42,3 +46,12 @@ def history_start(today: dt.date | None = None) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError as error:
         raise SettingsError(f"{HISTORY_START}={value!r} is not a valid date") from error
+
+
+def require_http_url(name: str, value: str) -> str:
+    """`value` if it is an http(s) URL with a host; the error names the
+    variable, not the value (a webhook URL is a secret)."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} is not an http:// or https:// URL with a host")
+    return value
