@@ -51,7 +51,8 @@ class Alert:
     """One message: an incident started, or recovered."""
 
     kind: str
-    subject: str  # the assets of a run, or `asset:check`
+    assets: str  # the run's assets, or the checked asset
+    check: str  # the check's name, or "" for a run
     partitions: str  # a day, `first…last`, or "" when not partitioned
     run_id: str
     detail: str
@@ -59,20 +60,24 @@ class Alert:
 
     def text(self, run_link: str) -> str:
         """The one-line form: Slack's notification text, and the log line."""
-        return (f"{self.headline()}: {self.subject} ({self.partitions or 'not partitioned'}), "
+        return (f"{self.headline()}: {self.subject()} ({self.partitions or 'not partitioned'}), "
                 f"run {self.run_id} {run_link}" + (f" — {self.detail}" if self.detail else ""))
 
     def headline(self) -> str:
         return f"Recovered: {self.kind.lower()}" if self.recovered else self.kind
+
+    def subject(self) -> str:
+        return f"{self.check} on {self.assets}" if self.check else self.assets
 
 
 def slack_body(alert: Alert, run_link: str) -> dict:
     """The webhook's JSON: Slack's `text` and `blocks`."""
     icon = ":large_green_circle:" if alert.recovered else ":red_circle:"
     blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{alert.headline()}*: {alert.subject}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{alert.headline()}*: {alert.subject()}"}},
         {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Asset*\n{alert.subject}"},
+            {"type": "mrkdwn", "text": f"*Asset*\n{alert.assets}"},
+            *([{"type": "mrkdwn", "text": f"*Check*\n{alert.check}"}] if alert.check else []),
             {"type": "mrkdwn", "text": f"*Partitions*\n{alert.partitions or 'not partitioned'}"},
             {"type": "mrkdwn", "text": f"*Run*\n<{run_link}|{alert.run_id}>"},
         ]},
@@ -166,7 +171,8 @@ def run_observations(instance: dg.DagsterInstance, after: int) -> tuple[list[Obs
             continue
         failing = entry.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
         assets = _run_assets(instance, run)
-        alert = Alert(RUN_FAILED, assets, _partitions(run.tags), run.run_id, _failure_detail(entry) if failing else "")
+        alert = Alert(RUN_FAILED, assets, "", _partitions(run.tags), run.run_id,
+                      _failure_detail(entry) if failing else "")
         observations.append(Observation(f"run {run.job_name}: {assets}", failing, alert, entry.timestamp))
     return observations, records[-1].storage_id if records else after
 
@@ -208,7 +214,8 @@ def check_observations(instance: dg.DagsterInstance, positions: dict[str, int]) 
             detail = _shortened(", ".join(f"{label}: {json.dumps(value.value, default=str)}"
                                           for label, value in evaluation.metadata.items()))
             observations.append(Observation(f"check {name}", not evaluation.passed,
-                                            Alert(kind, name, partitions, record.run_id, detail),
+                                            Alert(kind, key.asset_key.to_user_string(), key.name, partitions,
+                                                  record.run_id, detail),
                                             record.event.timestamp))
             positions[name] = record.id
     return sorted(observations, key=lambda seen: seen.timestamp)

@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import psycopg
@@ -79,11 +80,12 @@ def tick(instance: dg.DagsterInstance, cursor: str | None, webhook_resource: Ale
     return alerts_sensor(context)
 
 
-def summary(body: dict) -> tuple[str, str, str, str]:
-    """(headline, asset, partitions, run link) of a received alert."""
+def summary(body: dict) -> tuple[str, str, str, str, str]:
+    """(headline, asset, check, partitions, run link) of a received alert."""
     headline = body["blocks"][0]["text"]["text"]
-    fields = {field["text"].split("\n")[0].strip("*"): field["text"].split("\n")[1] for field in body["blocks"][1]["fields"]}
-    return headline, fields["Asset"], fields["Partitions"], fields["Run"].strip("<>").split("|")[0]
+    fields = dict(field["text"].strip("*").split("*\n") for field in body["blocks"][1]["fields"])
+    return (headline, fields["Asset"], fields.get("Check", ""), fields["Partitions"],
+            fields["Run"].strip("<>").split("|")[0])
 
 
 def inflate_revenue(database_url: str) -> None:
@@ -117,9 +119,9 @@ def test_a_failed_run_and_reconciliation_alert_once_and_recover_once(database_ur
         cursor = tick(instance, cursor, hook).cursor
         link = f"{UI_URL}/runs/{failed.run_id}"
         assert [summary(body) for body in webhook.received] == [
-            (":red_circle: *Run failed*: daily_metrics", "daily_metrics", "2025-03-13…2025-03-14", link),
-            (":red_circle: *Blocking check failed*: daily_metrics:reconciles_with_source",
-             "daily_metrics:reconciles_with_source", "2025-03-13…2025-03-14", link),
+            (":red_circle: *Run failed*: daily_metrics", "daily_metrics", "", "2025-03-13…2025-03-14", link),
+            (":red_circle: *Blocking check failed*: reconciles_with_source on daily_metrics",
+             "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
         ]
         run_alert, check_alert = webhook.received
         assert "Steps failed: ['daily_metrics']" in run_alert["text"]
@@ -138,10 +140,10 @@ def test_a_failed_run_and_reconciliation_alert_once_and_recover_once(database_ur
         tick(instance, cursor, hook)
         link = f"{UI_URL}/runs/{recovered.run_id}"
         assert [summary(body) for body in webhook.received[2:]] == [
-            (":large_green_circle: *Recovered: run failed*: daily_metrics", "daily_metrics", "2025-03-13…2025-03-14",
-             link),
-            (":large_green_circle: *Recovered: blocking check failed*: daily_metrics:reconciles_with_source",
-             "daily_metrics:reconciles_with_source", "2025-03-13…2025-03-14", link),
+            (":large_green_circle: *Recovered: run failed*: daily_metrics", "daily_metrics", "",
+             "2025-03-13…2025-03-14", link),
+            (":large_green_circle: *Recovered: blocking check failed*: reconciles_with_source on daily_metrics",
+             "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
         ]
         assert "failing since" in webhook.received[2]["text"]
 
@@ -157,15 +159,17 @@ def test_stale_partitions_and_a_health_warning_alert(database_url, redis_url, we
         assert checked.success and not any(c.passed for c in checked.get_asset_check_evaluations())
         assert report_health(database_url, redis_url, instance).success
         tick(instance, cursor, hook)
-    alerts = sorted(summary(body)[:2] for body in webhook.received)
+    alerts = sorted(summary(body)[:3] for body in webhook.received)
     assert alerts == sorted(
-        [(f":red_circle: *Stale partitions*: {rollup.key.to_user_string()}:recent_partitions_are_fresh",
-          f"{rollup.key.to_user_string()}:recent_partitions_are_fresh") for rollup in daily_rollup_assets]
-        + [(":red_circle: *Health warning*: dashboard_health:rollups_within_freshness",
-            "dashboard_health:rollups_within_freshness")])
+        [(f":red_circle: *Stale partitions*: recent_partitions_are_fresh on {rollup.key.to_user_string()}",
+          rollup.key.to_user_string(), "recent_partitions_are_fresh") for rollup in daily_rollup_assets]
+        + [(":red_circle: *Health warning*: rollups_within_freshness on dashboard_health", "dashboard_health",
+            "rollups_within_freshness")])
     stale = next(body for body in webhook.received if "Stale" in body["text"])
     assert "missing_today" in stale["blocks"][2]["elements"][0]["text"]
-    assert summary(stale)[3] == f"{settings.DEFAULT_UI_URL}/runs/{checked.run_id}"
+    today = dt.datetime.now(ZoneInfo(settings.reporting_timezone())).date()
+    assert summary(stale)[3:] == (f"{today - dt.timedelta(days=1)}…{today}",
+                                  f"{settings.DEFAULT_UI_URL}/runs/{checked.run_id}")
 
 
 def test_without_the_variable_alerts_are_logged_and_not_sent(database_url, redis_url, webhook, monkeypatch, capfd):
@@ -178,7 +182,7 @@ def test_without_the_variable_alerts_are_logged_and_not_sent(database_url, redis
         logged = tick(instance, cursor, unset)
         assert webhook.requests == []
         assert "WARNING - alert, not sent (DASHBOARD_ALERT_WEBHOOK_URL unset): Health warning: " \
-               "dashboard_health:rollups_within_freshness" in capfd.readouterr().err  # the sensor's log
+               "rollups_within_freshness on dashboard_health" in capfd.readouterr().err  # the sensor's log
         assert json.loads(logged.cursor)["undelivered"] == []
 
         monkeypatch.setenv(settings.ALERT_WEBHOOK_URL, webhook.url)  # the same incident is not alerted again
@@ -186,7 +190,7 @@ def test_without_the_variable_alerts_are_logged_and_not_sent(database_url, redis
         assert webhook.requests == []
         assert report_health(database_url, redis_url, instance).success
         tick(instance, None, build_resources()["alert_webhook"])  # a sensor without a cursor reports what is red
-    assert [summary(body)[1] for body in webhook.received] == ["dashboard_health:rollups_within_freshness"]
+    assert [summary(body)[1:3] for body in webhook.received] == [("dashboard_health", "rollups_within_freshness")]
 
 
 def test_a_webhook_answering_500_is_retried(database_url, redis_url):
@@ -222,7 +226,7 @@ def test_a_webhook_refusing_connections_never_fails_the_tick_and_gets_the_alert_
             back = tick(instance, down.cursor, hook)
         finally:
             webhook.stop()
-    assert [summary(body)[1] for body in webhook.received] == ["dashboard_health:rollups_within_freshness"]
+    assert [summary(body)[1:3] for body in webhook.received] == [("dashboard_health", "rollups_within_freshness")]
     assert json.loads(back.cursor)["undelivered"] == []
 
 
