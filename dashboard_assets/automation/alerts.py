@@ -73,18 +73,23 @@ class Alert:
 def slack_body(alert: Alert, run_link: str) -> dict:
     """The webhook's JSON: Slack's `text` and `blocks`."""
     icon = ":large_green_circle:" if alert.recovered else ":red_circle:"
+    fields = [("Asset", alert.assets), ("Check", alert.check), ("Partitions", alert.partitions or "not partitioned")]
     blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} *{alert.headline()}*: {alert.subject()}"}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": f"{icon} *{alert.headline()}*: {_mrkdwn(alert.subject())}"}},
         {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Asset*\n{alert.assets}"},
-            *([{"type": "mrkdwn", "text": f"*Check*\n{alert.check}"}] if alert.check else []),
-            {"type": "mrkdwn", "text": f"*Partitions*\n{alert.partitions or 'not partitioned'}"},
+            *({"type": "mrkdwn", "text": f"*{label}*\n{_mrkdwn(value)}"} for label, value in fields if value),
             {"type": "mrkdwn", "text": f"*Run*\n<{run_link}|{alert.run_id}>"},
         ]},
     ]
     if alert.detail:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": alert.detail}]})
-    return {"text": f"{icon} {alert.text(run_link)}", "blocks": blocks}
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _mrkdwn(alert.detail)}]})
+    return {"text": f"{icon} {_mrkdwn(alert.text(run_link))}", "blocks": blocks}
+
+
+def _mrkdwn(text: str) -> str:
+    """Text as Slack shows it literally: its three control characters escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ webhook that fails or is down."""
 
 import datetime as dt
 import http.server
+import itertools
 import json
 import socket
 import threading
@@ -16,17 +17,20 @@ import psycopg
 import pytest
 
 from dashboard_assets import settings
-from dashboard_assets.automation.alerts import alerts_sensor
+from dashboard_assets.automation.alerts import RUN_FAILED, Alert, alerts_sensor, slack_body
 from dashboard_assets.automation.freshness import partition_freshness_checks
 from dashboard_assets.db import libpq_url
+from dashboard_assets.demo import psycopg2_url
 from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import AlertWebhookResource, PostgresResource, RedisResource, build_resources
 from dashboard_assets.rollups.assets import daily_rollup_assets
+from dashboard_assets_tests.conftest import PROJECT_ROOT
 from dashboard_assets_tests.helpers import materialize_days
 
 FIRST_DAY, LAST_DAY = dt.date(2025, 3, 13), dt.date(2025, 3, 14)
 DAILY_METRICS_ASSET = daily_rollup_assets[0]
 UI_URL = "http://dagster.example:3000"
+_instance_numbers = itertools.count()
 
 
 class RecordingWebhook:
@@ -74,6 +78,21 @@ def webhook():
     server.stop()
 
 
+@pytest.fixture(params=["test instance", "shipped instance"])
+def instance(request, postgres_server, tmp_path, monkeypatch):
+    """The instance the sensor reads: Dagster's test instance (SQLite), and the
+    instance as `dagster.yaml` ships it, on a PostgreSQL database of its own."""
+    if request.param == "test instance":
+        with dg.instance_for_test() as test_instance:
+            yield test_instance
+        return
+    url = postgres_server.create_database(f"dagster_alerts_{next(_instance_numbers)}")
+    (tmp_path / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", psycopg2_url(url))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as shipped:
+        yield shipped
+
+
 def tick(instance: dg.DagsterInstance, cursor: str | None, webhook_resource: AlertWebhookResource) -> dg.SensorResult:
     """One evaluation of the alert sensor, as the daemon runs it."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alert_webhook": webhook_resource})
@@ -109,56 +128,54 @@ def report_health(database_url: str, redis_url: str, instance: dg.DagsterInstanc
         "postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)})
 
 
-def test_a_failed_run_and_reconciliation_alert_once_and_recover_once(database_url, webhook):
+def test_a_failed_run_and_reconciliation_alert_once_and_recover_once(database_url, webhook, instance):
     hook = AlertWebhookResource(url=webhook.url, ui_url=UI_URL)
-    with dg.instance_for_test() as instance:
-        cursor = tick(instance, None, hook).cursor
-        inflate_revenue(database_url)
-        failed = refresh_daily_metrics(database_url, instance)
-        assert not failed.success
-        cursor = tick(instance, cursor, hook).cursor
-        link = f"{UI_URL}/runs/{failed.run_id}"
-        assert [summary(body) for body in webhook.received] == [
-            (":red_circle: *Run failed*: daily_metrics", "daily_metrics", "", "2025-03-13…2025-03-14", link),
-            (":red_circle: *Blocking check failed*: reconciles_with_source on daily_metrics",
-             "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
-        ]
-        run_alert, check_alert = webhook.received
-        assert "Steps failed: ['daily_metrics']" in run_alert["text"]
-        assert '"revenue"' in check_alert["blocks"][2]["elements"][0]["text"]  # the mismatch, from the check
+    cursor = tick(instance, None, hook).cursor
+    inflate_revenue(database_url)
+    failed = refresh_daily_metrics(database_url, instance)
+    assert not failed.success
+    cursor = tick(instance, cursor, hook).cursor
+    link = f"{UI_URL}/runs/{failed.run_id}"
+    assert [summary(body) for body in webhook.received] == [
+        (":red_circle: *Run failed*: daily_metrics", "daily_metrics", "", "2025-03-13…2025-03-14", link),
+        (":red_circle: *Blocking check failed*: reconciles_with_source on daily_metrics",
+         "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
+    ]
+    run_alert, check_alert = webhook.received
+    assert "Steps failed: ['daily_metrics']" in run_alert["text"]
+    assert '"revenue"' in check_alert["blocks"][2]["elements"][0]["text"]  # the mismatch, from the check
 
-        assert not refresh_daily_metrics(database_url, instance).success  # the same failure again
-        cursor = tick(instance, cursor, hook).cursor
-        cursor = tick(instance, cursor, hook).cursor
-        assert len(webhook.received) == 2
+    assert not refresh_daily_metrics(database_url, instance).success  # the same failure again
+    cursor = tick(instance, cursor, hook).cursor
+    cursor = tick(instance, cursor, hook).cursor
+    assert len(webhook.received) == 2
 
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-            conn.execute("DROP TRIGGER inflate_revenue ON dashboard.daily_metrics")
-        recovered = refresh_daily_metrics(database_url, instance)
-        assert recovered.success
-        cursor = tick(instance, cursor, hook).cursor
-        tick(instance, cursor, hook)
-        link = f"{UI_URL}/runs/{recovered.run_id}"
-        assert [summary(body) for body in webhook.received[2:]] == [
-            (":large_green_circle: *Recovered: run failed*: daily_metrics", "daily_metrics", "",
-             "2025-03-13…2025-03-14", link),
-            (":large_green_circle: *Recovered: blocking check failed*: reconciles_with_source on daily_metrics",
-             "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
-        ]
-        assert "failing since" in webhook.received[2]["text"]
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("DROP TRIGGER inflate_revenue ON dashboard.daily_metrics")
+    recovered = refresh_daily_metrics(database_url, instance)
+    assert recovered.success
+    cursor = tick(instance, cursor, hook).cursor
+    tick(instance, cursor, hook)
+    link = f"{UI_URL}/runs/{recovered.run_id}"
+    assert [summary(body) for body in webhook.received[2:]] == [
+        (":large_green_circle: *Recovered: run failed*: daily_metrics", "daily_metrics", "",
+         "2025-03-13…2025-03-14", link),
+        (":large_green_circle: *Recovered: blocking check failed*: reconciles_with_source on daily_metrics",
+         "daily_metrics", "reconciles_with_source", "2025-03-13…2025-03-14", link),
+    ]
+    assert "failing since" in webhook.received[2]["text"]
 
 
-def test_stale_partitions_and_a_health_warning_alert(database_url, redis_url, webhook):
+def test_stale_partitions_and_a_health_warning_alert(database_url, redis_url, webhook, instance):
     """The generated data ends in April 2025: today's partitions are missing."""
     hook = AlertWebhookResource(url=webhook.url)
-    with dg.instance_for_test() as instance:
-        cursor = tick(instance, None, hook).cursor
-        checked = dg.materialize([*daily_rollup_assets, *partition_freshness_checks], instance=instance,
-                                 selection=dg.AssetSelection.checks(*partition_freshness_checks),
-                                 resources={"postgres": PostgresResource(database_url=database_url)})
-        assert checked.success and not any(c.passed for c in checked.get_asset_check_evaluations())
-        assert report_health(database_url, redis_url, instance).success
-        tick(instance, cursor, hook)
+    cursor = tick(instance, None, hook).cursor
+    checked = dg.materialize([*daily_rollup_assets, *partition_freshness_checks], instance=instance,
+                             selection=dg.AssetSelection.checks(*partition_freshness_checks),
+                             resources={"postgres": PostgresResource(database_url=database_url)})
+    assert checked.success and not any(c.passed for c in checked.get_asset_check_evaluations())
+    assert report_health(database_url, redis_url, instance).success
+    tick(instance, cursor, hook)
     alerts = sorted(summary(body)[:3] for body in webhook.received)
     assert alerts == sorted(
         [(f":red_circle: *Stale partitions*: recent_partitions_are_fresh on {rollup.key.to_user_string()}",
@@ -174,15 +191,18 @@ def test_stale_partitions_and_a_health_warning_alert(database_url, redis_url, we
 
 def test_without_the_variable_alerts_are_logged_and_not_sent(database_url, redis_url, webhook, monkeypatch, capfd):
     monkeypatch.delenv(settings.ALERT_WEBHOOK_URL, raising=False)
+    monkeypatch.setenv(settings.UI_URL, "https://dagster.example.com")
     unset = build_resources()["alert_webhook"]
     with dg.instance_for_test() as instance:
         cursor = tick(instance, None, unset).cursor
-        assert report_health(database_url, redis_url, instance).success
+        health = report_health(database_url, redis_url, instance)
         capfd.readouterr()
         logged = tick(instance, cursor, unset)
         assert webhook.requests == []
-        assert "WARNING - alert, not sent (DASHBOARD_ALERT_WEBHOOK_URL unset): Health warning: " \
-               "rollups_within_freshness on dashboard_health" in capfd.readouterr().err  # the sensor's log
+        assert ("WARNING - alert, not sent (DASHBOARD_ALERT_WEBHOOK_URL unset): Health warning: "
+                "rollups_within_freshness on dashboard_health (not partitioned), "
+                f"run {health.run_id} https://dagster.example.com/runs/{health.run_id} — stale: ") \
+            in capfd.readouterr().err  # the sensor's log
         assert json.loads(logged.cursor)["undelivered"] == []
 
         monkeypatch.setenv(settings.ALERT_WEBHOOK_URL, webhook.url)  # the same incident is not alerted again
@@ -228,6 +248,13 @@ def test_a_webhook_refusing_connections_never_fails_the_tick_and_gets_the_alert_
             webhook.stop()
     assert [summary(body)[1:3] for body in webhook.received] == [("dashboard_health", "rollups_within_freshness")]
     assert json.loads(back.cursor)["undelivered"] == []
+
+
+def test_the_body_shows_error_text_literally():
+    alert = Alert(RUN_FAILED, "daily_metrics", "", "2025-03-14", "run-1", "expected <numeric> & got 'x'")
+    body = slack_body(alert, "http://127.0.0.1:3000/runs/run-1")
+    assert body["blocks"][2]["elements"][0]["text"] == "expected &lt;numeric&gt; &amp; got 'x'"
+    assert body["blocks"][1]["fields"][-1]["text"] == "*Run*\n<http://127.0.0.1:3000/runs/run-1|run-1>"
 
 
 def test_a_malformed_url_is_refused_naming_the_variable():
