@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from dashboard_assets import settings
+from dashboard_assets.automation import alerts
 from dashboard_assets.automation.alerts import RUN_FAILED, Alert, alerts_sensor, slack_body
 from dashboard_assets.automation.freshness import partition_freshness_checks
 from dashboard_assets.db import libpq_url
@@ -248,6 +249,32 @@ def test_a_webhook_refusing_connections_never_fails_the_tick_and_gets_the_alert_
             webhook.stop()
     assert [summary(body)[1:3] for body in webhook.received] == [("dashboard_health", "rollups_within_freshness")]
     assert json.loads(back.cursor)["undelivered"] == []
+
+
+@dg.asset
+def sometimes_failing(context: dg.AssetExecutionContext) -> None:
+    """Fails in a run tagged `fail`."""
+    if "fail" in context.run.tags:
+        raise RuntimeError("failing on purpose")
+
+
+def test_runs_are_read_in_the_order_they_ended_a_few_per_tick(monkeypatch, webhook):
+    """Failures and successes are read from two lists: when one is cut at the
+    limit, the other is read only as far, so that no run is skipped."""
+    monkeypatch.setattr(alerts, "RUN_EVENTS_PER_TICK", 2)
+    hook = AlertWebhookResource(url=webhook.url)
+    with dg.instance_for_test() as instance:
+        cursor = tick(instance, None, hook).cursor
+        for tags in ({"fail": ""}, {"fail": ""}, {}, {"fail": ""}, {}):
+            dg.materialize([sometimes_failing], instance=instance, tags=tags, raise_on_error=False)
+        for _ in range(3):
+            cursor = tick(instance, cursor, hook).cursor
+    assert [summary(body)[0] for body in webhook.received] == [
+        ":red_circle: *Run failed*: sometimes_failing",
+        ":large_green_circle: *Recovered: run failed*: sometimes_failing",
+        ":red_circle: *Run failed*: sometimes_failing",
+        ":large_green_circle: *Recovered: run failed*: sometimes_failing",
+    ]
 
 
 def test_the_body_shows_error_text_literally():
