@@ -233,7 +233,7 @@ def _stale_days(timestamp: float) -> str:
     return f"{today - dt.timedelta(days=1)}…{today}"
 
 
-def deliver(alerts: list[Alert], webhook: AlertWebhookResource, log) -> list[Alert]:
+def deliver(alerts: list[Alert], webhook: AlertWebhookResource, log: dg.DagsterLogManager) -> list[Alert]:
     """Send `alerts` in order, or only log them when no webhook is set; returns
     those not delivered (from the first that failed on), for the next tick."""
     for number, alert in enumerate(alerts):

@@ -1,7 +1,8 @@
 """Alerts against a real webhook (an HTTP server in a thread that records what
-it receives), real runs on a real instance and real PostgreSQL and Redis:
-once per incident and once on recovery, every kind of incident, no URL, and a
-webhook that fails or is down."""
+it receives), real runs on Dagster's test instance and on the instance as
+`dagster.yaml` ships it, and real PostgreSQL and Redis: once per incident and
+once on recovery, every kind of incident, no URL, and a webhook that fails or
+is down."""
 
 import datetime as dt
 import http.server
