@@ -10,6 +10,7 @@ two refresh steps at once in the `source_database` pool).
 import dagster as dg
 
 from dashboard_assets.analytics.assets import analytics_assets, customer_acquisition_cost, dashboard_cache
+from dashboard_assets.automation.alerts import alerts_sensor
 from dashboard_assets.automation.freshness import (
     partition_freshness_checks,
     partition_freshness_schedule,
@@ -38,7 +39,7 @@ defs = dg.Definitions(
     ],
     asset_checks=partition_freshness_checks,
     schedules=[*schedules, partition_freshness_schedule],
-    sensors=[source_changes_sensor],
+    sensors=[source_changes_sensor, alerts_sensor],
     resources=build_resources(),
     executor=dg.in_process_executor,
 )

@@ -47,6 +47,7 @@ def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> i
         _backfill(settings.history_start(), today)
         if not serve_ui:
             return 0
+        os.environ.setdefault(settings.UI_URL, f"http://127.0.0.1:{port}")  # where alerts link to
         return _serve_ui(port)
 
 

@@ -1,4 +1,5 @@
-"""Dagster resources: PostgreSQL (target and optional read replica) and Redis."""
+"""Dagster resources: PostgreSQL (target and optional read replica), Redis, and
+the webhook that alerts go to."""
 
 import functools
 import os
@@ -38,6 +39,23 @@ class RedisResource(dg.ConfigurableResource):
         return DashboardCache(self.client(), self.prefix)
 
 
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alerts go: a Slack-compatible incoming webhook (empty: alerts are
+    only logged), and the UI's address, from which alerts link to runs."""
+
+    url: str = ""
+    ui_url: str = settings.DEFAULT_UI_URL
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.url:
+            settings.require_http_url(settings.ALERT_WEBHOOK_URL, self.url)
+        settings.require_http_url(settings.UI_URL, self.ui_url)
+
+    def run_link(self, run_id: str) -> str:
+        """The run's page in the UI."""
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
+
+
 @functools.cache
 def _redis_client(url: str) -> redis.Redis:
     """One pooled client per URL and process; short timeouts so that a Redis
@@ -61,5 +79,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "redis": RedisResource(
             url=dg.EnvVar(settings.REDIS_URL),
             prefix=_env_or_default(settings.REDIS_PREFIX, settings.DEFAULT_REDIS_PREFIX),
+        ),
+        "alert_webhook": AlertWebhookResource(
+            url=_env_or_default(settings.ALERT_WEBHOOK_URL, ""),
+            ui_url=_env_or_default(settings.UI_URL, settings.DEFAULT_UI_URL),
         ),
     }

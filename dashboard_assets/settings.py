@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import re
+import urllib.parse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DATABASE_URL = "DASHBOARD_DATABASE_URL"
@@ -13,9 +14,12 @@ TIMEZONE = "DASHBOARD_TIMEZONE"
 HISTORY_START = "DASHBOARD_HISTORY_START"
 BATCH_ORGANIZATION_DAYS = "DASHBOARD_BATCH_ORGANIZATION_DAYS"
 CONCURRENT_BATCHES = "DASHBOARD_CONCURRENT_BATCHES"
+ALERT_WEBHOOK_URL = "DASHBOARD_ALERT_WEBHOOK_URL"
+UI_URL = "DASHBOARD_UI_URL"
 
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_REDIS_PREFIX = "dashboard"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
 # A refresh's batch holds at most this many organization-days (whole days):
 # 730 days of up to 136 organizations are one transaction, and 1,000
 # organizations are refreshed 100 days at a time.
@@ -70,3 +74,12 @@ def batch_organization_days() -> int:
 def concurrent_batches() -> int:
     """How many batches of one refresh run at once."""
     return positive_int(CONCURRENT_BATCHES, DEFAULT_CONCURRENT_BATCHES)
+
+
+def require_http_url(name: str, value: str) -> str:
+    """`value` if it is an http(s) URL with a host; the error names the
+    variable, not the value (a webhook URL is a secret)."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} is not an http:// or https:// URL with a host")
+    return value

@@ -74,3 +74,11 @@ def test_every_run_executes_its_steps_in_the_run_worker():
     """The README's backfill command, a UI backfill and the sensor's runs all
     execute with the code location's executor."""
     assert defs.resolve_implicit_global_asset_job_def().executor_def is dg.in_process_executor
+
+
+def test_the_sensors_run_from_the_start():
+    assert {sensor.name for sensor in defs.sensors} == {"source_changes_sensor", "alerts_sensor"}
+    for sensor in defs.sensors:
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
+    [alerts] = [sensor for sensor in defs.sensors if sensor.name == "alerts_sensor"]
+    assert "DASHBOARD_ALERT_WEBHOOK_URL" in alerts.description  # shown in the UI
