@@ -1,0 +1,29 @@
+"""A small markdown preview of what a chart or analytics asset published, for
+its materialization in the UI: a few rows of each of the first organizations'
+values, so the table stays small whatever the number of tenants."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+PREVIEW_ORGANIZATIONS = 3
+
+# What one organization's published value shows: a few rows of it.
+PreviewRows = Callable[[dict[str, Any]], list[dict[str, Any]]]
+
+
+def preview_markdown(published: Iterable[tuple[str, dict[str, Any]]], rows: PreviewRows) -> str:
+    """A markdown table of `rows(value)` for the first PREVIEW_ORGANIZATIONS
+    (organization, value) pairs by organization id, each row led by its organization."""
+    table = [{"organization": org, **row}
+             for org, value in sorted(published, key=lambda item: item[0])[:PREVIEW_ORGANIZATIONS]
+             for row in rows(value)]
+    if not table:
+        return "Nothing published."
+    columns = list(dict.fromkeys(column for row in table for column in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in table]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).replace("|", "\\|")
