@@ -5,6 +5,8 @@ values, so the table stays small whatever the number of tenants."""
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dashboard_assets.markdown import markdown_table
+
 PREVIEW_ORGANIZATIONS = 3
 
 # What one organization's published value shows: a few rows of it.
@@ -17,13 +19,4 @@ def preview_markdown(published: Iterable[tuple[str, dict[str, Any]]], rows: Prev
     table = [{"organization": org, **row}
              for org, value in sorted(published, key=lambda item: item[0])[:PREVIEW_ORGANIZATIONS]
              for row in rows(value)]
-    if not table:
-        return "Nothing published."
-    columns = list(dict.fromkeys(column for row in table for column in row))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in table]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value).replace("|", "\\|")
+    return markdown_table(table) if table else "Nothing published."
