@@ -84,6 +84,7 @@ def test_a_bloated_index_is_rebuilt_smaller_and_a_fresh_one_is_left(database_url
     materialization = _maintain(database_url, min_index_bytes=2**20)
 
     indexes = _value(materialization, "indexes")
+    print(indexes)  # what the asset's page shows (`pytest -s`)
     assert _value(materialization, "indexes_reindexed") == 1
     assert "| daily_customers_pkey | daily_customers |" in indexes
     reindexed = next(line for line in indexes.splitlines() if line.startswith("| daily_customers_pkey |"))
