@@ -48,7 +48,8 @@ def test_every_asset_is_described_grouped_kinded_and_owned():
     for spec in defs.resolve_all_asset_specs():
         name = spec.key.to_user_string()
         assert spec.description, name
-        assert spec.group_name in {"source_tables", "rollups", "analytics", "serving", "monitoring", "maintenance"}, name
+        assert spec.group_name in {"source_tables", "rollups", "analytics", "serving", "monitoring",
+                                   "maintenance"}, name
         assert "postgres" in spec.kinds, name
         if spec.group_name in {"analytics", "serving", "monitoring"}:
             assert "redis" in spec.kinds, name
