@@ -5,12 +5,12 @@ chart published."""
 
 import dagster as dg
 
-from dashboard_assets.analytics.assets import ANALYTICS, analytics_assets
+from dashboard_assets.analytics.assets import ANALYTICS, analytics_assets, customer_acquisition_cost
 from dashboard_assets.analytics.preview import PREVIEW_ORGANIZATIONS
 from dashboard_assets.definitions import defs
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.table_schemas import declared_tables, table_columns
-from dashboard_assets_tests.analytics.conftest import AS_OF
+from dashboard_assets_tests.analytics.conftest import AS_OF, FIRST_WEEK, LAST_WEEK
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
 from dashboard_assets_tests.helpers import materialize_days, read_table
 
@@ -91,3 +91,20 @@ def test_each_chart_previews_what_it_published(database_url, redis_url):
     assert trend[0] == ["organization", "month", "revenue"]
     assert trend[1:4] == [[org, point["month"], str(point["revenue"])] for point in points[-3:]]
     assert points[-1]["month"] == "2025-04"
+
+
+def test_customer_acquisition_previews_its_latest_weeks(database_url, redis_url):
+    result = dg.materialize(
+        [customer_acquisition_cost],
+        resources={"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)},
+        run_config={"ops": {"customer_acquisition_cost": {"config": {"as_of": AS_OF.isoformat()}}}},
+        tags={"dagster/asset_partition_range_start": FIRST_WEEK.isoformat(),
+              "dagster/asset_partition_range_end": LAST_WEEK.isoformat()},
+    )
+    assert result.success
+    preview = _rows(result.asset_materializations_for_node("customer_acquisition_cost")[0].metadata["preview"].value)
+    assert preview[0] == ["organization", "week_start", "spend", "new_customers", "cac"]
+    first = read_table(database_url, "SELECT id AS organization_id FROM organizations ORDER BY id LIMIT :n",
+                       n=PREVIEW_ORGANIZATIONS)["organization_id"].tolist()
+    assert [row[0] for row in preview[1:]] == [org for org in first for _ in range(3)]
+    assert [row[1] for row in preview[1:4]] == ["2025-03-24", "2025-03-31", "2025-04-07"]

@@ -10,7 +10,7 @@ import dagster as dg
 from psycopg import sql
 
 from dashboard_assets import cache, settings
-from dashboard_assets.analytics.preview import PreviewRows, preview_markdown
+from dashboard_assets.analytics.preview import PreviewRows, pick, preview_markdown
 from dashboard_assets.analytics.publish import parse_as_of, payload_query, publish, replace_table
 from dashboard_assets.db import load_sql, raw_connection, snapshot
 from dashboard_assets.resources import PostgresResource, RedisResource
@@ -64,7 +64,7 @@ def _trend(metric: str, scale: int, chart: str) -> Analytics:
         sql_file="monthly_trend.sql",
         redis_key=lambda keys, org: keys.chart(org, f"{chart}:12m"),
         deps=(DAILY_METRICS,),
-        preview=lambda value: value["points"][-3:],  # the latest months
+        preview=lambda value: pick(value["points"][-3:], "month", metric),  # the latest months
         sql_parts={"metric": sql.Identifier(metric), "label": sql.Literal(metric), "scale": sql.Literal(scale)},
     )
 
@@ -82,7 +82,8 @@ ANALYTICS = (
         sql_file="yoy_comparison.sql",
         redis_key=lambda keys, org: keys.chart(org, "yoy_comparison"),
         deps=(DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
-        preview=lambda value: [{"metric": name, **figure} for name, figure in value["metrics"].items()],
+        preview=lambda value: pick([{"metric": name, **figure} for name, figure in value["metrics"].items()],
+                                   "metric", "current", "previous", "change_percent"),
     ),
     Analytics(
         name="product_mix_30d",
@@ -93,7 +94,7 @@ ANALYTICS = (
         sql_file="product_mix_30d.sql",
         redis_key=lambda keys, org: keys.chart(org, "product_mix:30d"),
         deps=tuple(source_key(t) for t in ("organizations", "orders", "order_items", "products")),
-        preview=lambda value: value["categories"],
+        preview=lambda value: pick(value["categories"], "category", "revenue", "units"),
         reads_source=True,
     ),
     Analytics(
@@ -106,7 +107,7 @@ ANALYTICS = (
         sql_file="conversion_funnel_90d.sql",
         redis_key=lambda keys, org: keys.chart(org, "conversion_funnel:90d"),
         deps=(DAILY_PIPELINE,),
-        preview=lambda value: value["conversion"],
+        preview=lambda value: pick(value["conversion"], "from", "to", "rate"),
     ),
     Analytics(
         name="target_progress",
@@ -117,7 +118,8 @@ ANALYTICS = (
         sql_file="target_progress.sql",
         redis_key=lambda keys, org: keys.targets(org),
         deps=(source_key("targets"), DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
-        preview=lambda value: value["targets"],
+        preview=lambda value: pick(value["targets"], "metric", "period_start", "period_end", "target", "actual",
+                                   "percent"),
     ),
     Analytics(
         name="customer_lifetime_value",
@@ -128,7 +130,7 @@ ANALYTICS = (
         sql_file="customer_lifetime_value.sql",
         redis_key=lambda keys, org: keys.analytics(org, "ltv"),
         deps=tuple(source_key(t) for t in ("organizations", "customers", "orders", "order_items")),
-        preview=lambda value: [{"customers": value["customers"], "mean_ltv": value["mean_ltv"]}],
+        preview=lambda value: pick([value], "customers", "mean_ltv"),
         reads_source=True,
     ),
 )
@@ -229,10 +231,11 @@ def customer_acquisition_cost(
         key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
         ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
     )
+    latest_weeks = preview_markdown(
+        published, lambda value: pick(value["weeks"][-3:], "week_start", "spend", "new_customers", "cac"))
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
-                  "redis_keys_written": len(published),
-                  "preview": dg.MetadataValue.md(preview_markdown(published, lambda value: value["weeks"][-3:]))}
+                  "redis_keys_written": len(published), "preview": dg.MetadataValue.md(latest_weeks)}
     )
 
 

@@ -13,6 +13,11 @@ PREVIEW_ORGANIZATIONS = 3
 PreviewRows = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
+def pick(items: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
+    """Each item's `columns`, in that order (a JSON value's keys come in no useful order)."""
+    return [{column: item.get(column) for column in columns} for item in items]
+
+
 def preview_markdown(published: Iterable[tuple[str, dict[str, Any]]], rows: PreviewRows) -> str:
     """A markdown table of `rows(value)` for the first PREVIEW_ORGANIZATIONS
     (organization, value) pairs by organization id, each row led by its organization."""
