@@ -18,6 +18,7 @@ from dashboard_assets.automation.freshness import (
 )
 from dashboard_assets.automation.schedules import schedules
 from dashboard_assets.automation.sensors import source_changes_sensor
+from dashboard_assets.maintenance.assets import table_maintenance
 from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
@@ -34,6 +35,7 @@ defs = dg.Definitions(
                 customer_acquisition_cost,
                 dashboard_cache,
                 dashboard_health,
+                table_maintenance,
             ]
         ),
     ],

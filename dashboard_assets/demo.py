@@ -94,8 +94,8 @@ def _load_demo_data(database_url: str, *, orgs: int, days: int, seed: int, end_d
 
 def _backfill(start: dt.date, end: dt.date) -> None:
     """Every rollup partition in one run, then the snapshot, the charts and
-    analytics with the cache warming and the health report, and every week of
-    customer acquisition in one run; recorded in the Dagster instance so that
+    analytics with the cache warming, the health report and the table
+    maintenance, and every week of customer acquisition in one run; recorded in the Dagster instance so that
     the UI shows them."""
     import dagster as dg
 
@@ -105,6 +105,7 @@ def _backfill(start: dt.date, end: dt.date) -> None:
         dashboard_cache,
         weekly_partitions_def,
     )
+    from dashboard_assets.maintenance.assets import table_maintenance
     from dashboard_assets.monitoring import dashboard_health
     from dashboard_assets.resources import build_resources
     from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
@@ -113,7 +114,7 @@ def _backfill(start: dt.date, end: dt.date) -> None:
     runs = [
         (daily_rollup_assets, _range_tags(start.isoformat(), end.isoformat())),
         ([current_state_asset], {}),
-        ([*analytics_assets, dashboard_cache, dashboard_health], {}),
+        ([*analytics_assets, dashboard_cache, dashboard_health, table_maintenance], {}),
         ([customer_acquisition_cost], _range_tags(weeks[0], weeks[-1])),
     ]
     print(f"Backfilling {start}..{end} ({(end - start).days + 1} partitions) in one run...", flush=True)

@@ -25,6 +25,7 @@ EXPECTED_ANALYTICS_DEPS = {
     "dashboard_cache": {"daily_metrics", "daily_pipeline", "daily_warranty", "current_state",
                         "orders", "order_items", "jobs", "opportunities", "warranty_claims"},
     "dashboard_health": {"daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs", "current_state"},
+    "table_maintenance": {"daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs", "current_state"},
 }
 
 
@@ -47,7 +48,8 @@ def test_every_asset_is_described_grouped_kinded_and_owned():
     for spec in defs.resolve_all_asset_specs():
         name = spec.key.to_user_string()
         assert spec.description, name
-        assert spec.group_name in {"source_tables", "rollups", "analytics", "serving", "monitoring"}, name
+        assert spec.group_name in {"source_tables", "rollups", "analytics", "serving", "monitoring",
+                                   "maintenance"}, name
         assert "postgres" in spec.kinds, name
         if spec.group_name in {"analytics", "serving", "monitoring"}:
             assert "redis" in spec.kinds, name

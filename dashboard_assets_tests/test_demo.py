@@ -35,7 +35,8 @@ def test_demo_backfills_everything_in_one_run_and_stops_its_servers():
         "i = dg.DagsterInstance.get();"
         "keys = ['daily_metrics', 'daily_pipeline', 'daily_warranty', 'daily_jobs'];"
         "print(json.dumps({k: len(i.get_materialized_partitions(dg.AssetKey(k))) for k in keys}"
-        " | {'runs': len(i.get_run_records())}))"
+        " | {'runs': len(i.get_run_records()),"
+        " 'maintained': i.get_latest_materialization_event(dg.AssetKey('table_maintenance')) is not None}))"
     )
     try:
         demo = subprocess.run(
@@ -53,8 +54,9 @@ def test_demo_backfills_everything_in_one_run_and_stops_its_servers():
         assert inspect.returncode == 0, inspect.stderr[-3000:]
         recorded = json.loads(inspect.stdout.strip().splitlines()[-1])
         # one ranged run for every daily partition, one for the snapshot, one for
-        # the charts, analytics, cache warming and health, one ranged run for every week
+        # the charts, analytics, cache warming, health and table maintenance, one ranged run for every week
         assert recorded["runs"] == 4
+        assert recorded["maintained"]
         for key in ["daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs"]:
             assert recorded[key] == 20  # --days 20
         assert _processes_under(str(state_dir)) == []

@@ -2,10 +2,12 @@
 `dagster-webserver` (instance in PostgreSQL, as `dagster.yaml` configures it)
 driven by headless Chromium. The global asset lineage shows every group, every
 asset in its group and every dependency edge; the location's schedules and
-sensors pages list every schedule and sensor. Screenshots of each page go to
-`.local/ui-screenshots/`."""
+sensors pages list every schedule and sensor. A table asset's page lists its
+table's columns, and a chart's page the preview of what it published.
+Screenshots of each page go to `.local/ui-screenshots/`."""
 
 import contextlib
+import itertools
 import math
 import os
 import re
@@ -17,13 +19,21 @@ import urllib.request
 from typing import NamedTuple
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+import dagster as dg
+from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboard_assets import settings
+from dashboard_assets.analytics.assets import analytics_assets
+from dashboard_assets.analytics.preview import PREVIEW_ORGANIZATIONS
 from dashboard_assets.definitions import defs
 from dashboard_assets.demo import psycopg2_url
 from dashboard_assets.local_servers import free_port
-from dashboard_assets_tests.conftest import PROJECT_ROOT
+from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.rollups.assets import daily_rollup_assets
+from dashboard_assets.table_schemas import table_columns
+from dashboard_assets_tests.analytics.conftest import AS_OF
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
+from dashboard_assets_tests.helpers import materialize_days, read_table
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -31,6 +41,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 LOCATION = "dashboard_assets"  # as workspace.yaml names it
 SCREENSHOTS = PROJECT_ROOT / ".local" / "ui-screenshots"
 WINDOW = {"width": 1600, "height": 1000}
+ASSET_PAGE_HEIGHT = 2000
+
+_instance_databases = itertools.count()
 
 pytestmark = [
     pytest.mark.browser,
@@ -60,17 +73,25 @@ def _wait_until_serving(server: subprocess.Popen, url: str, log_path, timeout: f
 
 
 @pytest.fixture
-def webserver_url(postgres_server, database_url, redis_url, tmp_path):
+def dagster_home(postgres_server, database_url, redis_url, tmp_path, monkeypatch):
+    """A Dagster instance as `dagster.yaml` configures it, on a database of its
+    own, set in this process's environment (for the webserver it starts, and
+    for runs the test materializes into the instance the UI shows)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance_database = postgres_server.create_database(f"dagster_ui_{next(_instance_databases)}")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", psycopg2_url(instance_database))
+    monkeypatch.setenv(settings.DATABASE_URL, database_url)
+    monkeypatch.setenv(settings.REDIS_URL, redis_url)
+    return home
+
+
+@pytest.fixture
+def webserver_url(dagster_home, tmp_path):
     """The code location served by `dagster-webserver` on a free loopback port."""
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
-    env = os.environ | {
-        "DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_POSTGRES_URL": psycopg2_url(postgres_server.create_database("dagster_ui")),
-        settings.DATABASE_URL: database_url,
-        settings.REDIS_URL: redis_url,
-    }
+    env = dict(os.environ)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "webserver.log"
@@ -231,3 +252,48 @@ def test_the_ui_shows_every_asset_edge_schedule_and_sensor(webserver_url, page):
     shown_sensors = _listed_names(page, webserver_url, "sensors", len(sensors))
     _screenshot(page, "sensors")
     assert shown_sensors == sensors
+
+
+
+def _materialize_into_the_ui(database_url: str, redis_url: str) -> None:
+    """daily_metrics over the generated history, then revenue_trend_12m from it,
+    as runs of the instance that the webserver shows."""
+    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)}
+    [daily_metrics] = [asset for asset in daily_rollup_assets if asset.key.path[-1] == "daily_metrics"]
+    [trend] = [asset for asset in analytics_assets if asset.key.path[-1] == "revenue_trend_12m"]
+    with dg.DagsterInstance.get() as instance:
+        assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[daily_metrics],
+                                instance=instance).success
+        assert dg.materialize([trend], resources=resources, instance=instance, run_config={
+            "ops": {"revenue_trend_12m": {"config": {"as_of": AS_OF.isoformat()}}}}).success
+
+
+def _open_asset(page: Page, base_url: str, name: str) -> None:
+    page.set_viewport_size(WINDOW | {"height": ASSET_PAGE_HEIGHT})  # the page scrolls inside; show all of it
+    page.goto(f"{base_url}/assets/{name}")
+
+
+def test_the_ui_shows_a_tables_columns_and_a_charts_preview(dagster_home, webserver_url, database_url, redis_url,
+                                                             page):
+    _materialize_into_the_ui(database_url, redis_url)
+
+    _open_asset(page, webserver_url, "daily_metrics")
+    columns = page.locator("table", has=page.get_by_text("Column name", exact=True))
+    rows = columns.locator("tbody tr")
+    expect(rows).to_have_count(len(table_columns("daily_metrics")))
+    for row, (name, column_type) in zip(rows.all(), table_columns("daily_metrics"), strict=True):
+        expect(row.locator("td").nth(0)).to_have_text(name)
+        expect(row.locator("td").nth(1)).to_have_text(column_type)
+    expect(page.get_by_text("dashboard.daily_metrics", exact=True).first).to_be_visible()
+    _screenshot(page, "daily_metrics")
+
+    _open_asset(page, webserver_url, "revenue_trend_12m")
+    first = read_table(database_url, "SELECT organization_id, payload FROM dashboard.revenue_trend_12m "
+                                     "ORDER BY organization_id LIMIT 1")
+    org, points = first["organization_id"][0], first["payload"][0]["points"]
+    preview = page.locator("tr", has=page.get_by_text("preview", exact=True)).locator("table")
+    expect(preview.locator("th")).to_have_text(["organization", "month", "revenue"])
+    expect(preview.locator("tbody tr").first.locator("td")).to_have_text([org, points[-3]["month"],
+                                                                          str(points[-3]["revenue"])])
+    expect(preview.locator("tbody tr")).to_have_count(3 * PREVIEW_ORGANIZATIONS)
+    _screenshot(page, "revenue_trend_12m")

@@ -10,6 +10,7 @@ import dagster as dg
 from psycopg import sql
 
 from dashboard_assets import cache, settings
+from dashboard_assets.analytics.preview import PreviewRows, pick, preview_markdown
 from dashboard_assets.analytics.publish import parse_as_of, payload_query, publish, replace_table
 from dashboard_assets.db import load_sql, raw_connection, snapshot
 from dashboard_assets.resources import PostgresResource, RedisResource
@@ -18,6 +19,7 @@ from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS
 from dashboard_assets.scope import tagged_organizations
 from dashboard_assets.serving import compute_metrics, organization_today
 from dashboard_assets.sources import OWNER, source_key
+from dashboard_assets.table_schemas import table_metadata
 
 # Either server out of reach: the step is retried. Tables are replaced and
 # keys overwritten, so a retry after a partial publish is harmless.
@@ -36,13 +38,15 @@ class AnalyticsConfig(dg.Config):
 
 @dataclass(frozen=True)
 class Analytics:
-    """A per-organization JSON value: its SQL, its Redis key and its lineage."""
+    """A per-organization JSON value: its SQL, its Redis key, its lineage, and
+    the rows of a value its materialization previews."""
 
     name: str
     description: str
     sql_file: str
     redis_key: Callable[[cache.Keys, str], str]
     deps: tuple[dg.AssetKey, ...]
+    preview: PreviewRows
     reads_source: bool = False
     sql_parts: dict[str, sql.Composable] = field(default_factory=dict)
 
@@ -60,6 +64,7 @@ def _trend(metric: str, scale: int, chart: str) -> Analytics:
         sql_file="monthly_trend.sql",
         redis_key=lambda keys, org: keys.chart(org, f"{chart}:12m"),
         deps=(DAILY_METRICS,),
+        preview=lambda value: pick(value["points"][-3:], "month", metric),  # the latest months
         sql_parts={"metric": sql.Identifier(metric), "label": sql.Literal(metric), "scale": sql.Literal(scale)},
     )
 
@@ -77,6 +82,8 @@ ANALYTICS = (
         sql_file="yoy_comparison.sql",
         redis_key=lambda keys, org: keys.chart(org, "yoy_comparison"),
         deps=(DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
+        preview=lambda value: pick([{"metric": name, **figure} for name, figure in value["metrics"].items()],
+                                   "metric", "current", "previous", "change_percent"),
     ),
     Analytics(
         name="product_mix_30d",
@@ -87,6 +94,7 @@ ANALYTICS = (
         sql_file="product_mix_30d.sql",
         redis_key=lambda keys, org: keys.chart(org, "product_mix:30d"),
         deps=tuple(source_key(t) for t in ("organizations", "orders", "order_items", "products")),
+        preview=lambda value: pick(value["categories"], "category", "revenue", "units"),
         reads_source=True,
     ),
     Analytics(
@@ -99,6 +107,7 @@ ANALYTICS = (
         sql_file="conversion_funnel_90d.sql",
         redis_key=lambda keys, org: keys.chart(org, "conversion_funnel:90d"),
         deps=(DAILY_PIPELINE,),
+        preview=lambda value: pick(value["conversion"], "from", "to", "rate"),
     ),
     Analytics(
         name="target_progress",
@@ -109,6 +118,8 @@ ANALYTICS = (
         sql_file="target_progress.sql",
         redis_key=lambda keys, org: keys.targets(org),
         deps=(source_key("targets"), DAILY_METRICS, DAILY_PIPELINE, DAILY_WARRANTY),
+        preview=lambda value: pick(value["targets"], "metric", "period_start", "period_end", "target", "actual",
+                                   "percent"),
     ),
     Analytics(
         name="customer_lifetime_value",
@@ -119,6 +130,7 @@ ANALYTICS = (
         sql_file="customer_lifetime_value.sql",
         redis_key=lambda keys, org: keys.analytics(org, "ltv"),
         deps=tuple(source_key(t) for t in ("organizations", "customers", "orders", "order_items")),
+        preview=lambda value: pick([value], "customers", "mean_ltv"),
         reads_source=True,
     ),
 )
@@ -135,6 +147,7 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
         kinds={"postgres", "redis"},
         owners=[OWNER],
         deps=list(spec.deps),
+        metadata=table_metadata(spec.name),
     )
     @retried_when_unreachable
     def _analytics(
@@ -149,7 +162,7 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
             table=spec.name,
         )
         dashboard_cache = redis.cache()
-        keys = publish(
+        published = publish(
             payload_query(spec.name),
             params,
             database_url=postgres.database_url,
@@ -157,8 +170,12 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
             key=lambda org: spec.redis_key(dashboard_cache.keys, org),
             ttl_seconds=cache.TTL_SECONDS[spec.name],
         )
-        context.log.info(f"{spec.name}: {rows} organizations stored, {keys} Redis keys written")
-        return dg.MaterializeResult(metadata={"organizations": rows, "redis_keys_written": keys})
+        context.log.info(f"{spec.name}: {rows} organizations stored, {len(published)} Redis keys written")
+        return dg.MaterializeResult(metadata={
+            "organizations": rows,
+            "redis_keys_written": len(published),
+            "preview": dg.MetadataValue.md(preview_markdown(published, spec.preview)),
+        })
 
     return _analytics
 
@@ -185,6 +202,7 @@ weekly_partitions_def = dg.WeeklyPartitionsDefinition(
     deps=[source_key(t) for t in ("organizations", "marketing_spend", "customers")],
     partitions_def=weekly_partitions_def,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    metadata=table_metadata("weekly_customer_acquisition"),
 )
 @retried_when_unreachable
 def customer_acquisition_cost(
@@ -205,7 +223,7 @@ def customer_acquisition_cost(
         where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),
     )
     dashboard_cache = redis.cache()
-    keys = publish(
+    published = publish(
         load_sql(_SQL, "customer_acquisition_cost.sql"),
         params,
         database_url=postgres.database_url,
@@ -213,9 +231,11 @@ def customer_acquisition_cost(
         key=lambda org: dashboard_cache.keys.analytics(org, "cac"),
         ttl_seconds=cache.TTL_SECONDS["customer_acquisition_cost"],
     )
+    latest_weeks = preview_markdown(
+        published, lambda value: pick(value["weeks"][-3:], "week_start", "spend", "new_customers", "cac"))
     return dg.MaterializeResult(
         metadata={"dagster/row_count": rows, "first_week": key_range.start, "last_week": key_range.end,
-                  "redis_keys_written": keys}
+                  "redis_keys_written": len(published), "preview": dg.MetadataValue.md(latest_weeks)}
     )
 
 

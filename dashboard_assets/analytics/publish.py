@@ -43,13 +43,14 @@ def publish(
     cache: DashboardCache,
     key: Callable[[str], str],
     ttl_seconds: int,
-) -> int:
+) -> list[tuple[str, Any]]:
     """Write each (organization_id, payload, ...) row of `query` to Redis under
-    `key(organization_id)`; returns the number of keys written."""
+    `key(organization_id)`; returns the (organization_id, payload) pairs written."""
     with raw_connection(database_url) as conn:
-        rows = conn.execute(query, params).fetchall()
+        rows = [(str(org), payload) for org, payload, *_ in conn.execute(query, params)]
         conn.rollback()
-    return cache.write(Entry(str(org), key(str(org)), payload, ttl_seconds) for org, payload, *_ in rows)
+    cache.write(Entry(org, key(org), payload, ttl_seconds) for org, payload in rows)
+    return rows
 
 
 def payload_query(table: str) -> str:

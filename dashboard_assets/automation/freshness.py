@@ -31,6 +31,7 @@ FRESHNESS_WINDOWS = {
     "yoy_comparison": (26 * HOUR, 30 * HOUR),
     "customer_acquisition_cost": (8 * DAY, 9 * DAY),
     "customer_lifetime_value": (8 * DAY, 9 * DAY),
+    "table_maintenance": (8 * DAY, 9 * DAY),
 }
 
 

@@ -75,4 +75,6 @@ schedules = [
     plain_schedule("lifetime_value_weekly", "0 3 * * 0", ["customer_lifetime_value"],
                    "Customer lifetime value, Sundays 03:00."),
     customer_acquisition_weekly,
+    plain_schedule("table_maintenance_weekly", "30 4 * * 0", ["table_maintenance"],
+                   "Sundays 04:30, off-peak, after the weekly analytics: table sizes, VACUUM and REINDEX."),
 ]

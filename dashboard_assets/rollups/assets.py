@@ -13,6 +13,7 @@ from dashboard_assets.retries import POSTGRES_ERRORS, retried_on
 from dashboard_assets.rollups.refresh import RefreshResult, Rollup, refresh
 from dashboard_assets.scope import tagged_organizations
 from dashboard_assets.sources import OWNER, source_key
+from dashboard_assets.table_schemas import table_metadata
 
 # Single-run backfills are the point of these assets; Dagster marks the
 # parameter beta. Silence that one notice, not warnings in general.
@@ -90,6 +91,7 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
         owners=[OWNER],
         deps=[source_key(table) for table in rollup.source_tables],
         partitions_def=daily_partitions_def if rollup.daily else None,
+        metadata=table_metadata(rollup.name),
         pool=SOURCE_DATABASE_POOL,
         backfill_policy=dg.BackfillPolicy.single_run() if rollup.daily else None,
         check_specs=[
@@ -139,13 +141,16 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
 
 
 def _materialization_metadata(result: RefreshResult, start: dt.date | None, end: dt.date | None) -> dict:
+    """What the refresh wrote, with the refreshed rows' totals (revenue, orders, ...)
+    under their columns' names as plain numbers, so that the UI plots them over time."""
     metadata = {
         "dagster/row_count": sum(result.rows_written.values()),
         "rows_written": dg.MetadataValue.json(result.rows_written),
         "organizations": result.organizations,
         "duration_seconds": round(result.seconds, 3),
-        "totals": dg.MetadataValue.json({name: str(value) for name, value in result.rollup_totals.items()}),
     }
+    metadata |= {name: value if isinstance(value, int) else float(value or 0)
+                 for name, value in result.rollup_totals.items() if name != "rows"}
     if start is not None and end is not None:
         metadata |= {"days": (end - start).days + 1, "first_day": start.isoformat(), "last_day": end.isoformat(),
                      "batches": result.batches, "batches_resumed": result.resumed_batches}

@@ -102,7 +102,7 @@ class RefreshResult:
         def summed(field_name: str) -> dict:
             totals: Counter = Counter()
             for result in results:
-                totals.update({k: Decimal(v or 0) for k, v in getattr(result, field_name).items()})
+                totals.update({k: v or 0 for k, v in getattr(result, field_name).items()})
             return dict(totals)
 
         return cls(

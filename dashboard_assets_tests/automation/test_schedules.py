@@ -18,6 +18,7 @@ EXPECTED = {  # name -> (cron, assets)
     "nightly_charts_at_2am": ("0 2 * * *", {"revenue_trend_12m", "kwh_trend_12m", "yoy_comparison", "dashboard_cache"}),
     "lifetime_value_weekly": ("0 3 * * 0", {"customer_lifetime_value"}),
     "customer_acquisition_weekly": ("0 3 * * 0", {"customer_acquisition_cost"}),
+    "table_maintenance_weekly": ("30 4 * * 0", {"table_maintenance"}),
 }
 
 
