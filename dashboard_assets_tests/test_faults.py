@@ -1,7 +1,7 @@
 """Faults a production deployment meets, each provoked for real: a Redis that
-goes away in the middle of a run, a run killed in the middle of a ranged
-backfill, and a sensor that dies after requesting runs but before its cursor
-was stored. (A PostgreSQL connection killed mid-refresh and readers hammering
+goes away in the middle of a run, a Redis Cluster that cannot be reached, a
+run killed in the middle of a ranged backfill, and a sensor that dies after
+requesting runs but before its cursor was stored. (A PostgreSQL connection killed mid-refresh and readers hammering
 a day while it is replaced are in rollups/test_refresh_safety.py.)"""
 
 import datetime as dt
@@ -20,7 +20,8 @@ from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.local_servers import LocalRedis
+from dashboard_assets.local_servers import LocalRedis, free_port
+from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
@@ -161,3 +162,21 @@ def test_a_sensor_that_dies_before_storing_its_cursor(database_url, redis_url):
     restarted = refresh_what_the_sensor_requests(database_url, redis_url, stored)
     assert_rollups_match_reference(database_url, *MARCH)
     assert not tick(database_url, redis_url, restarted).run_requests
+
+
+def test_an_unreachable_redis_cluster_stops_neither_the_sensor_nor_the_health_asset(database_url):
+    """No node of the cluster answers: the cluster client then raises an error
+    of its own (not a RedisError). The sensor still requests the runs of the
+    changed days, without the activity feed, and the health asset still
+    reports, without read figures."""
+    unreachable = f"redis+cluster://127.0.0.1:{free_port()}/0"
+    cursor = tick(database_url, unreachable, None).cursor
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = (SELECT id FROM orders"
+                     " WHERE created_at BETWEEN '2025-03-05' AND '2025-03-25' AND status = 'delivered' ORDER BY id LIMIT 1)")
+    assert tick(database_url, unreachable, cursor).run_requests
+    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=unreachable)}
+    health = dg.materialize([dashboard_health], resources=resources)
+    assert health.success
+    [materialization] = health.get_asset_materialization_events()
+    assert materialization.materialization.metadata["reads"].value == 0

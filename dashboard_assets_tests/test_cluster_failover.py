@@ -1,0 +1,137 @@
+"""A Redis Cluster master killed in the middle of a read soak: every read
+equals the value PostgreSQL computes, reads fall back to PostgreSQL while the
+master's slots have no master, the cluster promotes the master's replica by
+itself, and the next cache warming restores every key that warming writes."""
+
+import json
+import random
+import threading
+import time
+
+import dagster as dg
+import pytest
+import redis
+
+from dashboard_assets import serving
+from dashboard_assets.analytics.assets import dashboard_cache, warmed_ranges
+from dashboard_assets.cache import DashboardCache
+from dashboard_assets.db import autocommit_connection
+from dashboard_assets.local_servers import LocalRedis, LocalRedisCluster
+from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets_tests.analytics.conftest import AS_OF
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
+from dashboard_assets_tests.helpers import materialize_days, materialize_snapshot, read_table, without_computed_at
+
+pytestmark = pytest.mark.redis_cluster
+
+READERS = 8
+SECONDS_BEFORE_THE_KILL = 1.0
+SECONDS_AFTER_THE_PROMOTION = 1.5
+PROMOTION_BOUND_SECONDS = 15
+FALLBACK_WARNING = "Redis unavailable, reading from PostgreSQL"
+
+
+def test_a_master_killed_during_a_read_soak(database_url, redis_cluster, caplog):
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END).success
+    assert materialize_snapshot(database_url).success
+    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_cluster.url)}
+    store = resources["redis"].cache()
+    store.client.flushall()
+    requests = warmed_requests(database_url)
+    expected = {request: without_computed_at(serving.dashboard_metrics(
+        *request, database_url=database_url, dashboard_cache=None, as_of=AS_OF)) for request in requests}
+    organizations = {org for org, _, _ in requests}
+    written_by_warming = ({store.keys.metrics(*request) for request in requests}
+                          | {store.keys.summary(org) for org in organizations}
+                          | {store.keys.index(org) for org in organizations})
+
+    warm(resources)
+    assert cached_keys(store) == written_by_warming
+
+    victim = node_on(redis_cluster, store.client.get_node_from_key(store.keys.metrics(*requests[0])).port)
+    replica = node_on(redis_cluster, redis.Redis(port=victim.port).role()[2][0][1])  # the master's one replica
+    failures: list[str] = []
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def reader(number: int) -> None:
+        rng = random.Random(number)
+        while not stop.is_set():
+            request = rng.choice(requests)
+            began = time.perf_counter()
+            try:
+                answer = serving.dashboard_metrics(*request, database_url=database_url, dashboard_cache=store,
+                                                   as_of=AS_OF)
+                if without_computed_at(answer) != expected[request]:
+                    failures.append(f"wrong answer for {request}")
+            except Exception as error:  # noqa: BLE001 - every failure is reported
+                failures.append(f"{type(error).__name__}: {error}")
+            latencies.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(READERS)]
+    killed_at = None
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(SECONDS_BEFORE_THE_KILL)
+        killed_at = time.monotonic()
+        victim.kill()
+        while redis_cluster.role(replica) != "master":
+            assert time.monotonic() - killed_at < PROMOTION_BOUND_SECONDS, "the replica was not promoted"
+            time.sleep(0.05)
+        promotion_seconds = time.monotonic() - killed_at
+        time.sleep(SECONDS_AFTER_THE_PROMOTION)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        if killed_at is not None:
+            victim = redis_cluster.restart(victim)  # it rejoins as the replica of its former replica
+            redis_cluster.wait_until_settled(masters=3)
+    assert not any(thread.is_alive() for thread in threads), "a reader did not end"
+
+    fallbacks = sum(record.getMessage().startswith(FALLBACK_WARNING) for record in caplog.records)
+    report = {"readers": READERS, "reads": len(latencies), "fallbacks_to_postgres": fallbacks,
+              "seconds_from_kill_to_promotion": round(promotion_seconds, 2),
+              "max_read_ms": round(max(latencies) * 1000, 1), "errors": len(failures)}
+    print(f"cluster failover: {json.dumps(report)}")
+    assert failures == [], failures[:5]
+    assert fallbacks > 0  # reads went on from PostgreSQL while the slots had no master
+    assert (redis_cluster.role(replica), redis_cluster.role(victim)) == ("master", "slave")
+
+    for request in requests:  # the client follows the new master: answers from Redis again
+        assert without_computed_at(serving.dashboard_metrics(*request, database_url=database_url,
+                                                             dashboard_cache=store, as_of=AS_OF)) == expected[request]
+    assert sum(record.getMessage().startswith(FALLBACK_WARNING) for record in caplog.records) == fallbacks
+
+    warm(resources)
+    assert cached_keys(store) == written_by_warming
+    for request in requests:
+        assert without_computed_at(store.get(store.keys.metrics(*request))) == expected[request]
+        assert 0 < store.client.ttl(store.keys.metrics(*request)) <= 300
+
+
+def warmed_requests(database_url: str) -> list[tuple[str, str, str]]:
+    """(organization, from, to) of every range warming writes, as of AS_OF."""
+    organizations = read_table(database_url, "SELECT id AS organization_id FROM organizations ORDER BY id")
+    with autocommit_connection(database_url) as conn:
+        return [(org, date_from.isoformat(), date_to.isoformat())
+                for org in organizations["organization_id"]
+                for date_from, date_to in warmed_ranges(serving.organization_today(conn, org, AS_OF)).values()]
+
+
+def warm(resources: dict) -> None:
+    """The cache warming asset, for every organization, as of AS_OF."""
+    run_config = {"ops": {"dashboard_cache": {"config": {"as_of": AS_OF.isoformat()}}}}
+    assert dg.materialize([dashboard_cache], resources=resources, run_config=run_config).success
+
+
+def cached_keys(store: DashboardCache) -> set[str]:
+    """Every key on every master of the cluster but the read path's counters."""
+    counters = f"{store.keys.prefix}:stats:"
+    return {name for key in store.client.scan_iter() if not (name := key.decode()).startswith(counters)}
+
+
+def node_on(cluster: LocalRedisCluster, port: int | bytes) -> LocalRedis:
+    """The cluster's node listening on `port`."""
+    return next(node for node in cluster.nodes if node.port == int(port))
