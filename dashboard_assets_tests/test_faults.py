@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import dagster as dg
 import psycopg
@@ -30,7 +29,9 @@ from dashboard_assets_tests.helpers import (
     materialize_days,
     read_table,
     refresh_what_the_sensor_requests,
+    retry_events,
     tick,
+    wait_for,
     without_computed_at,
 )
 
@@ -38,20 +39,6 @@ MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
 REVENUE_TREND = next(a for a in analytics_assets if a.key.to_user_string() == "revenue_trend_12m")
 # The rollups the cache warming reads.
 WARMING_INPUTS = {"daily_metrics", "daily_pipeline", "daily_warranty"}
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} within {timeout} s")
-
-
-def retry_events(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
-    return [event for run in instance.get_runs() for event in instance.all_logs(run.run_id)
-            if event.dagster_event and event.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def test_redis_stopped_during_a_run(database_url, tmp_path):
