@@ -198,39 +198,53 @@ class LocalRedisCluster:
     """A Redis Cluster on loopback: `masters` masters with `replicas` replicas
     each, made by `redis-cli --cluster create` (the redis-cli beside
     `executable`). A master that stops answering for `node_timeout_ms` is
-    failed over to its replica by the cluster itself."""
+    failed over to its replica by the cluster itself. With `tls`, every node
+    accepts only TLS, and the nodes talk to each other over TLS too."""
 
     def __init__(self, work_dir: Path, executable: str, masters: int = 3, replicas: int = 1,
-                 node_timeout_ms: int = 1000):
+                 node_timeout_ms: int = 1000, tls: TlsFiles | None = None):
         self._work_dir = work_dir.resolve()
         self._executable = executable
+        self._tls = tls
         self._options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                          "--cluster-node-timeout", str(node_timeout_ms),
-                         "--repl-diskless-sync-delay", "0")  # a replica syncs at once
+                         "--repl-diskless-sync-delay", "0",  # a replica syncs at once
+                         *(("--tls-cluster", "yes", "--tls-replication", "yes") if tls else ()))
         count = masters * (1 + replicas)
         ports = free_ports(2 * count)  # each node's client port and its cluster bus port
         self._bus_ports = dict(zip(ports[:count], ports[count:]))
         self.nodes = [self._start_node(port) for port in self._bus_ports]
         subprocess.run(
-            [str(Path(executable).with_name("redis-cli")), "--cluster", "create",
-             *(f"127.0.0.1:{node.port}" for node in self.nodes),
+            [str(Path(executable).with_name("redis-cli")), *(("--tls", "--cacert", str(tls.ca)) if tls else ()),
+             "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
              "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )
         self.wait_until_settled(masters)
 
     def _start_node(self, port: int) -> LocalRedis:
-        return LocalRedis(self._work_dir / str(port), port=port, executable=self._executable,
+        return LocalRedis(self._work_dir / str(port), port=port, executable=self._executable, tls=self._tls,
                           options=(*self._options, "--cluster-port", str(self._bus_ports[port])))
 
     @property
     def url(self) -> str:
-        """The project's cluster URL: any one node; the client discovers the others."""
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+        """The project's cluster URL (`redis+cluster://`, or `rediss+cluster://`
+        with the CA): one node; the client discovers the others."""
+        scheme, rest = self.nodes[0].url.split("://", 1)
+        return f"{scheme}+cluster://{rest}"
 
     def role(self, node: LocalRedis) -> str:
         """`master` or `slave`, as the node itself reports."""
-        return redis.Redis(port=node.port, socket_timeout=2).role()[0].decode()
+        return redis.Redis.from_url(node.url, socket_timeout=2).role()[0].decode()
+
+    def node_on(self, port: int) -> LocalRedis:
+        """The node listening on `port`."""
+        return next(node for node in self.nodes if node.port == port)
+
+    def replica_of(self, master: LocalRedis) -> LocalRedis:
+        """The master's first replica, as the master itself reports."""
+        [_, _, [[_, port, _], *_]] = redis.Redis.from_url(master.url, socket_timeout=2).role()
+        return self.node_on(int(port))
 
     def restart(self, node: LocalRedis) -> LocalRedis:
         """Start a stopped node again on its port and folder (its nodes.conf): it
@@ -250,7 +264,7 @@ class LocalRedisCluster:
 
     @staticmethod
     def _settled(node: LocalRedis, masters: int) -> bool:
-        client = redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+        client = redis.Redis.from_url(node.url, socket_timeout=2, decode_responses=True)
         with contextlib.suppress(redis.RedisError):
             info = client.cluster("INFO")
             replication = client.info("replication")

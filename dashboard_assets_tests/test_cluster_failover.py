@@ -2,8 +2,9 @@
 equals the value PostgreSQL computes, reads fall back to PostgreSQL while the
 master's slots have no master, the cluster promotes the master's replica by
 itself, and the next cache warming restores every key that warming writes.
-And a cache warming that meets a cluster down (a master and its replica both
-gone) is retried, and writes every key once the nodes are back."""
+And a cache warming that starts while a master and its replica are both
+down, the master being the node its URL names, is retried, and writes every
+key once the nodes are back."""
 
 import datetime as dt
 import json
@@ -19,7 +20,6 @@ from dashboard_assets import serving
 from dashboard_assets.analytics.assets import dashboard_cache, warmed_ranges
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import autocommit_connection
-from dashboard_assets.local_servers import LocalRedis, LocalRedisCluster
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets_tests.analytics.conftest import AS_OF
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
@@ -54,8 +54,8 @@ def test_a_master_killed_during_a_read_soak(database_url, redis_cluster, caplog)
     assert warm(resources).success
     assert cached_keys(store) == written_by_warming(store, requests)
 
-    victim = node_on(redis_cluster, store.client.get_node_from_key(store.keys.metrics(*requests[0])).port)
-    replica = node_on(redis_cluster, redis.Redis(port=victim.port).role()[2][0][1])  # the master's one replica
+    victim = redis_cluster.node_on(store.client.get_node_from_key(store.keys.metrics(*requests[0])).port)
+    replica = redis_cluster.replica_of(victim)
     failures: list[str] = []
     latencies: list[float] = []
     stop = threading.Event()
@@ -115,19 +115,22 @@ def test_a_master_killed_during_a_read_soak(database_url, redis_cluster, caplog)
         assert 0 < store.client.ttl(store.keys.metrics(*request)) <= 300
 
 
-def test_warming_while_a_slot_has_no_node_is_retried(database_url, redis_cluster, tmp_path):
+def test_a_warming_started_while_a_slot_has_no_node_is_retried(database_url, redis_cluster, tmp_path):
+    """The run's URL names a master that is down with its replica: its client
+    cannot even be made (RedisClusterException), and the cluster is down."""
     assert materialize_days(database_url, HISTORY_END - dt.timedelta(days=WARMED_DAYS), HISTORY_END).success
-    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_cluster.url)}
-    store = resources["redis"].cache()
+    store = RedisResource(url=redis_cluster.url).cache()
     store.client.flushall()
     requests = warmed_requests(database_url)
-    master = node_on(redis_cluster, store.client.get_node_from_key(store.keys.summary(requests[0][0])).port)
-    replica = node_on(redis_cluster, redis.Redis(port=master.port).role()[2][0][1])
+    master = next(node for node in redis_cluster.nodes[1:] if redis_cluster.role(node) == "master")
+    replica = redis_cluster.replica_of(master)
     survivor = next(node for node in redis_cluster.nodes if node not in (master, replica))
     replica.kill()
     master.kill()
-    wait_for(lambda: redis.Redis(port=survivor.port, decode_responses=True).cluster("INFO")["cluster_state"] == "fail",
+    wait_for(lambda: redis.Redis.from_url(survivor.url, decode_responses=True).cluster("INFO")["cluster_state"] == "fail",
              SECONDS_BOUND, "the cluster down")
+    resources = {"postgres": PostgresResource(database_url=database_url),
+                 "redis": RedisResource(url=f"redis+cluster://127.0.0.1:{master.port}/0")}
     outcome = {}
     with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
         run = threading.Thread(target=lambda: outcome.update(result=warm(resources, instance)))
@@ -170,8 +173,3 @@ def cached_keys(store: DashboardCache) -> set[str]:
     """Every key on every master of the cluster but the read path's counters."""
     counters = f"{store.keys.prefix}:stats:"
     return {name for key in store.client.scan_iter() if not (name := key.decode()).startswith(counters)}
-
-
-def node_on(cluster: LocalRedisCluster, port: int | bytes) -> LocalRedis:
-    """The cluster's node listening on `port`."""
-    return next(node for node in cluster.nodes if node.port == int(port))

@@ -5,11 +5,13 @@ requesting runs but before its cursor was stored. (A PostgreSQL connection kille
 a day while it is replaced are in rollups/test_refresh_safety.py.)"""
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -36,6 +38,7 @@ from dashboard_assets_tests.helpers import (
 )
 
 MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
+MARCH_ARGS = ["--from", MARCH[0].isoformat(), "--to", MARCH[1].isoformat()]
 REVENUE_TREND = next(a for a in analytics_assets if a.key.to_user_string() == "revenue_trend_12m")
 # The rollups the cache warming reads.
 WARMING_INPUTS = {"daily_metrics", "daily_pipeline", "daily_warranty"}
@@ -151,11 +154,12 @@ def test_a_sensor_that_dies_before_storing_its_cursor(database_url, redis_url):
     assert not tick(database_url, redis_url, restarted).run_requests
 
 
-def test_an_unreachable_redis_cluster_stops_neither_the_sensor_nor_the_health_asset(database_url):
+def test_an_unreachable_redis_cluster_breaks_no_tick_report_or_read(database_url):
     """No node of the cluster answers: the cluster client then raises an error
-    of its own (not a RedisError). The sensor still requests the runs of the
-    changed days, without the activity feed, and the health asset still
-    reports, without read figures."""
+    of its own (not a RedisError), as soon as it is made. The sensor still
+    requests the runs of the changed days, without the activity feed; the
+    health asset still reports, without read figures; `dashboard-assets
+    metrics` answers from PostgreSQL."""
     unreachable = f"redis+cluster://127.0.0.1:{free_port()}/0"
     cursor = tick(database_url, unreachable, None).cursor
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
@@ -167,3 +171,12 @@ def test_an_unreachable_redis_cluster_stops_neither_the_sensor_nor_the_health_as
     assert health.success
     [materialization] = health.get_asset_materialization_events()
     assert materialization.materialization.metadata["reads"].value == 0
+
+    org = read_table(database_url, "SELECT id AS organization_id FROM organizations ORDER BY id LIMIT 1").iloc[0, 0]
+    env = {"PATH": str(Path(sys.executable).parent), "DASHBOARD_DATABASE_URL": database_url,
+           "DASHBOARD_REDIS_URL": unreachable}
+    printed = subprocess.run([sys.executable, "-m", "dashboard_assets.cli", "metrics", "--org", org, *MARCH_ARGS],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert printed.returncode == 0, printed.stderr
+    expected = serving.dashboard_metrics(org, *MARCH, database_url=database_url, dashboard_cache=None)
+    assert without_computed_at(json.loads(printed.stdout)) == without_computed_at(expected)
