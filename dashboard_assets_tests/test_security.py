@@ -17,7 +17,7 @@ from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.local_servers import LocalRedis, TlsFiles
+from dashboard_assets.local_servers import LocalRedis, LocalRedisCluster, TlsFiles
 from dashboard_assets.resources import PostgresResource, RedisResource, redis_client
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
@@ -116,6 +116,33 @@ def test_rediss_urls_verify_the_certificate_and_carry_auth(database_url, tmp_pat
             redis_client(f"redis://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0", socket_timeout=2).ping()
     finally:
         server.stop()
+
+
+@pytest.mark.redis_tls
+@pytest.mark.redis_cluster
+def test_rediss_cluster_urls_reach_a_cluster_over_tls(database_url, tmp_path, redis7_server_executable):
+    """A Redis Cluster whose nodes accept only TLS and talk to one another over
+    TLS: `rediss+cluster://` with the CA publishes every organization's values
+    across the masters and caches reads; a client trusting another CA cannot
+    be made (CERTIFICATE_VERIFY_FAILED)."""
+    tls = issue_certificate(tmp_path, "127.0.0.1")
+    cluster = LocalRedisCluster(tmp_path / "cluster", redis7_server_executable, tls=tls)
+    try:
+        assert cluster.url.startswith("rediss+cluster://")
+        resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=cluster.url)}
+        assert dg.materialize([current_state_asset, *analytics_assets], resources=resources).success
+        store = RedisResource(url=cluster.url).cache()
+        organizations = _organizations(database_url)
+        assert all(store.get(store.keys.targets(org)) is not None for org in organizations)
+        assert len({store.client.get_node_from_key(store.keys.targets(org)).port for org in organizations}) > 1
+        first = serving.dashboard_metrics(organizations[0], DAY, DAY, database_url=database_url, dashboard_cache=store)
+        assert store.get(store.keys.metrics(organizations[0], DAY, DAY)) == first
+
+        other_ca = issue_certificate(tmp_path / "other", "127.0.0.1").ca
+        with pytest.raises(redis.exceptions.RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
+            redis_client(cluster.url.replace(str(tls.ca), str(other_ca)))
+    finally:
+        cluster.stop()
 
 
 def issue_certificate(folder: Path, host: str) -> TlsFiles:
