@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -38,6 +39,11 @@ TTL_SECONDS = {
     "activity": MINUTE,
 }
 _INDEX_TTL = max(TTL_SECONDS.values())
+
+# What a read or write of the cache raises while Redis, or a cluster slot's
+# master, is out of reach: the cluster client raises some of its errors
+# (a slot no node serves, no node reachable) outside redis.RedisError.
+UNAVAILABLE = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 class InvalidKeyPart(ValueError):
@@ -123,7 +129,7 @@ class Entry:
 class DashboardCache:
     """Reads and writes of the contract's JSON values."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "dashboard"):
+    def __init__(self, client: redis.Redis | RedisCluster, prefix: str = "dashboard"):
         self.client = client
         self.keys = Keys(prefix)
 

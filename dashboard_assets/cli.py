@@ -59,11 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({"migrated": True, "with_source_schema": args.with_source_schema}))
     elif args.command == "metrics":
         from dashboard_assets import serving
-        from dashboard_assets.resources import RedisResource
 
-        redis_url = os.environ.get(settings.REDIS_URL)
-        prefix = os.environ.get(settings.REDIS_PREFIX) or settings.DEFAULT_REDIS_PREFIX
-        dashboard_cache = RedisResource(url=redis_url, prefix=prefix).cache() if redis_url else None
+        dashboard_cache = _reachable_cache()
         value = serving.dashboard_metrics(
             args.org, args.date_from, args.date_to, database_url=database_url, dashboard_cache=dashboard_cache
         )
@@ -78,6 +75,24 @@ def _run(args: argparse.Namespace) -> int:
             )
         print(json.dumps(rows))
     return 0
+
+
+def _reachable_cache():
+    """The cache of DASHBOARD_REDIS_URL, or None (the read goes to PostgreSQL)
+    when the variable is unset or, for a Redis Cluster, whose client connects
+    as soon as it is made, when no node can be reached."""
+    from dashboard_assets import cache
+    from dashboard_assets.resources import RedisResource
+
+    redis_url = os.environ.get(settings.REDIS_URL)
+    if not redis_url:
+        return None
+    prefix = os.environ.get(settings.REDIS_PREFIX) or settings.DEFAULT_REDIS_PREFIX
+    try:
+        return RedisResource(url=redis_url, prefix=prefix).cache()
+    except cache.UNAVAILABLE as error:
+        print(f"dashboard-assets metrics: Redis unavailable, reading from PostgreSQL: {error}", file=sys.stderr)
+        return None
 
 
 def _required_env(name: str) -> str:

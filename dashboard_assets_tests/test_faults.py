@@ -1,16 +1,17 @@
 """Faults a production deployment meets, each provoked for real: a Redis that
-goes away in the middle of a run, a run killed in the middle of a ranged
-backfill, and a sensor that dies after requesting runs but before its cursor
-was stored. (A PostgreSQL connection killed mid-refresh and readers hammering
+goes away in the middle of a run, a Redis Cluster that cannot be reached, a
+run killed in the middle of a ranged backfill, and a sensor that dies after
+requesting runs but before its cursor was stored. (A PostgreSQL connection killed mid-refresh and readers hammering
 a day while it is replaced are in rollups/test_refresh_safety.py.)"""
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -20,7 +21,8 @@ from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.local_servers import LocalRedis
+from dashboard_assets.local_servers import LocalRedis, free_port
+from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
@@ -29,28 +31,17 @@ from dashboard_assets_tests.helpers import (
     materialize_days,
     read_table,
     refresh_what_the_sensor_requests,
+    retry_events,
     tick,
+    wait_for,
     without_computed_at,
 )
 
 MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
+MARCH_ARGS = ["--from", MARCH[0].isoformat(), "--to", MARCH[1].isoformat()]
 REVENUE_TREND = next(a for a in analytics_assets if a.key.to_user_string() == "revenue_trend_12m")
 # The rollups the cache warming reads.
 WARMING_INPUTS = {"daily_metrics", "daily_pipeline", "daily_warranty"}
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} within {timeout} s")
-
-
-def retry_events(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
-    return [event for run in instance.get_runs() for event in instance.all_logs(run.run_id)
-            if event.dagster_event and event.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def test_redis_stopped_during_a_run(database_url, tmp_path):
@@ -161,3 +152,31 @@ def test_a_sensor_that_dies_before_storing_its_cursor(database_url, redis_url):
     restarted = refresh_what_the_sensor_requests(database_url, redis_url, stored)
     assert_rollups_match_reference(database_url, *MARCH)
     assert not tick(database_url, redis_url, restarted).run_requests
+
+
+def test_an_unreachable_redis_cluster_breaks_no_tick_report_or_read(database_url):
+    """No node of the cluster answers: the cluster client then raises an error
+    of its own (not a RedisError), as soon as it is made. The sensor still
+    requests the runs of the changed days, without the activity feed; the
+    health asset still reports, without read figures; `dashboard-assets
+    metrics` answers from PostgreSQL."""
+    unreachable = f"redis+cluster://127.0.0.1:{free_port()}/0"
+    cursor = tick(database_url, unreachable, None).cursor
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = (SELECT id FROM orders"
+                     " WHERE created_at BETWEEN '2025-03-05' AND '2025-03-25' AND status = 'delivered' ORDER BY id LIMIT 1)")
+    assert tick(database_url, unreachable, cursor).run_requests
+    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=unreachable)}
+    health = dg.materialize([dashboard_health], resources=resources)
+    assert health.success
+    [materialization] = health.get_asset_materialization_events()
+    assert materialization.materialization.metadata["reads"].value == 0
+
+    org = read_table(database_url, "SELECT id AS organization_id FROM organizations ORDER BY id LIMIT 1").iloc[0, 0]
+    env = {"PATH": str(Path(sys.executable).parent), "DASHBOARD_DATABASE_URL": database_url,
+           "DASHBOARD_REDIS_URL": unreachable}
+    printed = subprocess.run([sys.executable, "-m", "dashboard_assets.cli", "metrics", "--org", org, *MARCH_ARGS],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert printed.returncode == 0, printed.stderr
+    expected = serving.dashboard_metrics(org, *MARCH, database_url=database_url, dashboard_cache=None)
+    assert without_computed_at(json.loads(printed.stdout)) == without_computed_at(expected)

@@ -4,7 +4,6 @@ import datetime as dt
 
 import dagster as dg
 import psycopg
-import redis
 
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
@@ -13,7 +12,8 @@ from dashboard_assets.automation import capture
 from dashboard_assets.automation.changes import CAPTURED_COLUMNS
 from dashboard_assets.monitoring import CAPTURE, HIT_RATE, LATENCY, ROLLUPS_FRESH, dashboard_health
 from dashboard_assets.read_stats import read_window, record_read
-from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.resources import PostgresResource, RedisResource, redis_client
+from dashboard_assets_tests.conftest import on_a_server_and_a_cluster
 from dashboard_assets_tests.helpers import materialize_days, materialize_snapshot
 
 # Tuesday 11 March 2025, 10:00 in Sydney: business hours.
@@ -32,12 +32,13 @@ def _health(database_url: str, redis_url: str, at: dt.datetime) -> dict:
     return {"metadata": materialization.materialization.metadata, "checks": checks}
 
 
+@on_a_server_and_a_cluster
 def test_the_read_path_counts_misses_and_hits(database_url, redis_url):
     day = dt.date(2025, 3, 3)
     assert materialize_days(database_url, day, day).success and materialize_snapshot(database_url).success
     with psycopg.connect(libpq_url(database_url)) as conn:
         org = str(conn.execute("SELECT id FROM organizations ORDER BY id LIMIT 1").fetchone()[0])
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     for _ in range(3):
         serving.dashboard_metrics(org, day, day, database_url=database_url, dashboard_cache=store)
     window = read_window(store, dt.datetime.now(dt.UTC))
@@ -45,8 +46,9 @@ def test_the_read_path_counts_misses_and_hits(database_url, redis_url):
     assert 0 < window["read_p50_ms"] <= window["read_p99_ms"]
 
 
+@on_a_server_and_a_cluster
 def test_health_reports_figures_and_warns_on_a_low_hit_rate_in_business_hours(database_url, redis_url):
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     for outcome, count, ms in [("hit", 14, 1.0), ("miss", 16, 900.0)]:
         for _ in range(count):
             record_read(store, outcome, ms / 1000, now=TUESDAY_MORNING)
@@ -59,7 +61,7 @@ def test_health_reports_figures_and_warns_on_a_low_hit_rate_in_business_hours(da
 
 
 def test_health_passes_outside_business_hours_with_fresh_rollups(database_url, redis_url):
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     for _ in range(30):
         record_read(store, "miss", 0.005, now=SUNDAY_NIGHT)
     with psycopg.connect(libpq_url(database_url)) as conn:

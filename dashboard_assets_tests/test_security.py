@@ -4,23 +4,24 @@ returns another's cached value."""
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 import redis
+import trustme
 from psycopg import sql
 
 from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.local_servers import LocalRedis
-from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.local_servers import LocalRedis, LocalRedisCluster, TlsFiles
+from dashboard_assets.resources import PostgresResource, RedisResource, redis_client
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests.conftest import PROJECT_ROOT
 from dashboard_assets_tests.helpers import without_computed_at
-from dashboard_assets_tests.tls import TlsTerminator
 
 DAY = dt.date(2025, 3, 3)
 REDIS_PASSWORD = "r3dis-S3CRET-pw"
@@ -82,31 +83,75 @@ def test_one_organizations_read_never_returns_anothers_cached_value(database_url
     assert serving.dashboard_metrics(second, DAY, DAY, database_url=database_url, dashboard_cache=store) == cached
 
 
-def test_rediss_urls_verify_the_certificate_and_carry_auth(database_url, tmp_path):
-    """`rediss://` with the CA given in the URL: the pipeline publishes and the
-    read path caches over TLS with AUTH; a client that does not trust the
-    certificate never talks to Redis, and the read path answers from PostgreSQL."""
-    server = LocalRedis(tmp_path / "redis", password=REDIS_PASSWORD)
-    terminator = TlsTerminator(server.port, tmp_path / "ca.pem")
+@pytest.mark.redis_tls
+def test_rediss_urls_verify_the_certificate_and_carry_auth(database_url, tmp_path, redis7_server_executable):
+    """A redis-server that accepts only TLS (`--port 0`) and AUTH, its
+    certificate issued by a throwaway CA: with that CA given in the
+    `rediss://` URL, the pipeline publishes and the read path caches; a client
+    trusting another CA is refused with CERTIFICATE_VERIFY_FAILED and reads
+    from PostgreSQL; without the password, or without TLS, nothing is served."""
+    tls = issue_certificate(tmp_path, "127.0.0.1")
+    server = LocalRedis(tmp_path / "redis", password=REDIS_PASSWORD, executable=redis7_server_executable, tls=tls)
     try:
-        tls_url = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{terminator.port}/0"
-        trusted = f"{tls_url}?ssl_cert_reqs=required&ssl_ca_certs={tmp_path / 'ca.pem'}"
+        trusted = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0?ssl_cert_reqs=required&ssl_ca_certs={tls.ca}"
         resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=trusted)}
         assert dg.materialize([current_state_asset, *analytics_assets], resources=resources).success
-        plaintext = DashboardCache(redis.Redis.from_url(server.url))
-        org = _organizations(database_url)[0]
-        assert plaintext.get(plaintext.keys.targets(org)) is not None  # published through TLS
-
         over_tls = RedisResource(url=trusted).cache()
+        org = _organizations(database_url)[0]
+        assert over_tls.get(over_tls.keys.targets(org)) is not None  # published through TLS
         first = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=over_tls)
-        assert plaintext.client.exists(plaintext.keys.metrics(org, DAY, DAY))
+        assert over_tls.client.exists(over_tls.keys.metrics(org, DAY, DAY))
         assert serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=over_tls) == first
 
-        untrusting = DashboardCache(redis.Redis.from_url(f"{tls_url}?ssl_cert_reqs=required"))
+        other_ca = issue_certificate(tmp_path / "other", "127.0.0.1").ca
+        wrong_ca = DashboardCache(redis_client(trusted.replace(str(tls.ca), str(other_ca))))
         with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-            untrusting.client.ping()
-        fallback = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=untrusting)
+            wrong_ca.client.ping()
+        fallback = serving.dashboard_metrics(org, DAY, DAY, database_url=database_url, dashboard_cache=wrong_ca)
         assert without_computed_at(fallback) == without_computed_at(first)
+
+        with pytest.raises(redis.AuthenticationError):
+            redis_client(trusted.replace(f":{REDIS_PASSWORD}@", "")).get(over_tls.keys.targets(org))
+        with pytest.raises(redis.ConnectionError):
+            redis_client(f"redis://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0", socket_timeout=2).ping()
     finally:
-        terminator.close()
         server.stop()
+
+
+@pytest.mark.redis_tls
+@pytest.mark.redis_cluster
+def test_rediss_cluster_urls_reach_a_cluster_over_tls(database_url, tmp_path, redis7_server_executable):
+    """A Redis Cluster whose nodes accept only TLS and talk to one another over
+    TLS: `rediss+cluster://` with the CA publishes every organization's values
+    across the masters and caches reads; a client trusting another CA cannot
+    be made (CERTIFICATE_VERIFY_FAILED)."""
+    tls = issue_certificate(tmp_path, "127.0.0.1")
+    cluster = LocalRedisCluster(tmp_path / "cluster", redis7_server_executable, tls=tls)
+    try:
+        assert cluster.url.startswith("rediss+cluster://")
+        resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=cluster.url)}
+        assert dg.materialize([current_state_asset, *analytics_assets], resources=resources).success
+        store = RedisResource(url=cluster.url).cache()
+        organizations = _organizations(database_url)
+        assert all(store.get(store.keys.targets(org)) is not None for org in organizations)
+        assert len({store.client.get_node_from_key(store.keys.targets(org)).port for org in organizations}) > 1
+        first = serving.dashboard_metrics(organizations[0], DAY, DAY, database_url=database_url, dashboard_cache=store)
+        assert store.get(store.keys.metrics(organizations[0], DAY, DAY)) == first
+
+        other_ca = issue_certificate(tmp_path / "other", "127.0.0.1").ca
+        with pytest.raises(redis.exceptions.RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
+            redis_client(cluster.url.replace(str(tls.ca), str(other_ca)))
+    finally:
+        cluster.stop()
+
+
+def issue_certificate(folder: Path, host: str) -> TlsFiles:
+    """A throwaway CA, and a server certificate for `host` that it issued, as PEM files in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    authority = trustme.CA()
+    certificate = authority.issue_cert(host)
+    files = TlsFiles(cert=folder / "server.pem", key=folder / "server.key", ca=folder / "ca.pem")
+    certificate.cert_chain_pems[0].write_to_path(str(files.cert))
+    certificate.private_key_pem.write_to_path(str(files.key))
+    authority.cert_pem.write_to_path(str(files.ca))
+    return files

@@ -4,7 +4,6 @@ seconds, refreshing only the days and organizations that changed."""
 import datetime as dt
 
 import dagster as dg
-import redis as redis_lib
 
 from dashboard_assets import cache
 from dashboard_assets.automation.capture import read_changes
@@ -82,7 +81,7 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         try:
             pushed = push_activity(postgres.database_url, redis.cache(), organizations)
             context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
-        except redis_lib.RedisError as error:
+        except cache.UNAVAILABLE as error:
             context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
         return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
 

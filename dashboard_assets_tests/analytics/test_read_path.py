@@ -1,5 +1,6 @@
 """The hybrid read path: equal to the pandas computation on a miss, on a hit
-and with Redis stopped; bad requests refused with a clear error."""
+(on a Redis server and on a Redis Cluster) and with Redis stopped; bad
+requests refused with a clear error."""
 
 import datetime as dt
 import json
@@ -13,9 +14,10 @@ import redis
 from dashboard_assets import serving
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.local_servers import LocalRedis
+from dashboard_assets.resources import redis_client
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.analytics.conftest import AS_OF
-from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT, on_a_server_and_a_cluster
 from dashboard_assets_tests.helpers import sources, without_computed_at
 
 RANGES = [
@@ -37,10 +39,11 @@ def test_cold_read_equals_reference(served, date_from, date_to):
         assert without_computed_at(value) == ref.full_metrics(src, org, date_from, date_to, AS_OF), org
 
 
-def test_hit_miss_and_redis_down_give_identical_answers(served, tmp_path_factory):
+@on_a_server_and_a_cluster
+def test_hit_miss_and_redis_down_give_identical_answers(served, redis_url):
     org = served.organizations()[0]
     date_from, date_to = dt.date(2025, 2, 1), dt.date(2025, 4, 10)
-    store = DashboardCache(redis.Redis.from_url(served.redis_url))
+    store = DashboardCache(redis_client(redis_url))
     key = store.keys.metrics(org, date_from, date_to)
     store.client.delete(key)
 
@@ -92,15 +95,18 @@ def test_an_unknown_organization_is_refused(served):
         )
 
 
-def test_cli_prints_the_metrics_as_json(served):
+@on_a_server_and_a_cluster
+def test_cli_prints_the_metrics_as_json(served, redis_url):
     org = served.organizations()[0]
     env = {"PATH": str(Path(sys.executable).parent), "DASHBOARD_DATABASE_URL": served.database_url,
-           "DASHBOARD_REDIS_URL": served.redis_url}
+           "DASHBOARD_REDIS_URL": redis_url}
     args = [sys.executable, "-m", "dashboard_assets.cli", "metrics", "--org", org, "--from", "2025-03-01", "--to", "2025-03-31"]
     printed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
     assert printed.returncode == 0, printed.stderr
     value = json.loads(printed.stdout)
     expected = ref.full_metrics(sources(served.database_url), org, dt.date(2025, 3, 1), dt.date(2025, 3, 31), AS_OF)
     assert without_computed_at(value) == expected
+    store = DashboardCache(redis_client(redis_url))
+    assert store.get(store.keys.metrics(org, "2025-03-01", "2025-03-31")) == value  # cached where the URL says
     refused = subprocess.run([*args[:5], "nope", *args[6:]], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "canonical lower-case uuid" in refused.stderr

@@ -1,22 +1,21 @@
 """Inserts, updates and deletes in the source reach the rollups and the
-read path through Redis via the sensor's runs alone, and equal the pandas
-computation afterwards."""
+read path through Redis (a server or a cluster) via the sensor's runs alone,
+and equal the pandas computation afterwards."""
 
 import datetime as dt
 import uuid
 
 import dagster as dg
 import psycopg
-import redis
 
 from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.resources import PostgresResource, RedisResource
+from dashboard_assets.resources import PostgresResource, RedisResource, redis_client
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets_tests import reference_analytics as ref
-from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, on_a_server_and_a_cluster
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
     materialize_days,
@@ -29,10 +28,11 @@ from dashboard_assets_tests.helpers import (
 MARCH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))
 
 
+@on_a_server_and_a_cluster
 def test_source_changes_reach_rollups_and_redis(database_url, redis_url):
     assert materialize_days(database_url, HISTORY_START, HISTORY_END).success
     assert materialize_snapshot(database_url).success
-    store = DashboardCache(redis.Redis.from_url(redis_url))
+    store = DashboardCache(redis_client(redis_url))
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         org, customer, product = conn.execute(
             "SELECT o.organization_id::text, o.customer_id, p.id FROM orders o"
