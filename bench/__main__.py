@@ -10,7 +10,9 @@ benchmarks asked for (default: all):
   OLTP), against no capture and against the trigger alternative;
 - `sensor`: the change sensor's tick with and without changes, and the run a
   change requests, in a run worker of its own;
-- `read`: read-path latency, cold and cached, and 50 and 500 concurrent users;
+- `read`: read-path latency, cold and cached, and 50 concurrent users;
+- `load`: 500 concurrent users, cached (redis-benchmark) and cold (pgbench
+  calling dashboard.dashboard_metrics), with the clients' and the servers' CPU;
 - `baseline`: the design document's materialized views and live query, and
   their error (compared with the rollups, so it runs after `backfill`).
 `freshness` runs once, first (on a machine not yet busy with the scales), on
@@ -28,11 +30,11 @@ from bench.common import RESULTS_DIR, ROOT, START_DATE, STATE_DIR, history_days,
 # Before anything imports the code location or Dagster reads them.
 os.environ["DASHBOARD_HISTORY_START"] = START_DATE.isoformat()
 
-from bench import backfill, baseline, change_capture, concurrency, freshness, read_path, sensor_tick  # noqa: E402
+from bench import backfill, baseline, change_capture, concurrency, freshness, load, read_path, sensor_tick  # noqa: E402
 from bench.common import generated_database  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
 
-PER_SCALE = ["backfill", "capture", "sensor", "read", "baseline"]
+PER_SCALE = ["backfill", "capture", "sensor", "read", "load", "baseline"]
 
 
 def main() -> None:
@@ -80,7 +82,8 @@ def _scale(server: LocalPostgres, redis_server: LocalRedis, orgs: int, args: arg
         "capture": lambda: change_capture.measure(server, url, redis_server.url),
         "sensor": lambda: sensor_tick.measure(url, redis_server.url, args.repeat),
         "read": lambda: read_path.measure(url, redis_server.url, args.calls)
-        | concurrency.measure(url, redis_server.url, 50) | concurrency.measure(url, redis_server.url, 500),
+        | concurrency.measure(url, redis_server.url, 50),
+        "load": lambda: load.measure(url, redis_server, server.postmaster_pid),
         "baseline": lambda: baseline.measure(url, args.repeat, live_calls=args.calls // 10),
     }
     for name in PER_SCALE:
@@ -95,7 +98,7 @@ def _scale(server: LocalPostgres, redis_server: LocalRedis, orgs: int, args: arg
 _HEADLINES = ("backfill_cli_database_seconds", "backfill_cli_outside_database_seconds",
               "backfill_ui_outside_database_seconds", "one_changed_organization_day_database_seconds_median",
               "bulk_insert_logical_overhead_ratio", "bulk_update_logical_overhead_ratio", "oltp_logical_overhead_ratio",
-              "baseline_refresh_concurrently_seconds_median")
+              "users_500_cached_p99_ms", "users_500_cold_p99_ms", "baseline_refresh_concurrently_seconds_median")
 
 
 def ratios(scale: dict) -> dict:

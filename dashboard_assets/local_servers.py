@@ -111,6 +111,11 @@ class LocalRedis:
         self._wait_until_ready()
 
     @property
+    def pid(self) -> int:
+        """The process id of the redis-server."""
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         credentials = f":{self._password}@" if self._password else ""
         return f"redis://{credentials}127.0.0.1:{self.port}/0"
