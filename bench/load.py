@@ -6,9 +6,9 @@ near a whole core would be measuring itself).
 - cached: redis-benchmark GETs the full-metrics keys the cache warming wrote
   (`dashboard:{org}:{from}:{to}`, as a dashboard reads them) over USERS
   connections, each sending its next GET as soon as the answer arrives. One
-  redis-benchmark process reads one key, so CACHED_PROCESSES processes, started
-  together, read as many warmed keys drawn at random, sharing the USERS
-  connections; the percentiles are the highest of the processes' own (a bound
+  redis-benchmark process reads one key, so up to CACHED_PROCESSES processes,
+  started together, read as many warmed keys drawn at random, sharing the
+  USERS connections; the percentiles are the highest of the processes' own (a bound
   on those of all the GETs together). Skipped, with the reason, where
   redis-benchmark is not installed (Debian: `apt-get install redis-tools`).
 - cold: pgbench (the embedded server's) calls dashboard.dashboard_metrics, what
