@@ -10,7 +10,11 @@ benchmarks asked for (default: all):
   OLTP), against no capture and against the trigger alternative;
 - `sensor`: the change sensor's tick with and without changes, and the run a
   change requests, in a run worker of its own;
-- `read`: read-path latency, cold and cached, and 50 and 500 concurrent users;
+- `read`: read-path latency, cold and cached, and 50 concurrent users;
+- `load`: 500 dashboard users who pause between loads (paced), cached and
+  cold (pgbench calling dashboard.dashboard_metrics), and the capacity of
+  connections that do not pause (redis-benchmark, pgbench), with the clients'
+  and the servers' CPU;
 - `baseline`: the design document's materialized views and live query, and
   their error (compared with the rollups, so it runs after `backfill`).
 `freshness` runs once, first (on a machine not yet busy with the scales), on
@@ -28,11 +32,11 @@ from bench.common import RESULTS_DIR, ROOT, START_DATE, STATE_DIR, history_days,
 # Before anything imports the code location or Dagster reads them.
 os.environ["DASHBOARD_HISTORY_START"] = START_DATE.isoformat()
 
-from bench import backfill, baseline, change_capture, concurrency, freshness, read_path, sensor_tick  # noqa: E402
+from bench import backfill, baseline, change_capture, concurrency, freshness, load, read_path, sensor_tick  # noqa: E402
 from bench.common import generated_database  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
 
-PER_SCALE = ["backfill", "capture", "sensor", "read", "baseline"]
+PER_SCALE = ["backfill", "capture", "sensor", "read", "load", "baseline"]
 
 
 def main() -> None:
@@ -41,15 +45,22 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each refresh and tick measured")
     parser.add_argument("--calls", type=int, default=1000, help="read-path calls per measurement")
+    parser.add_argument("--think-seconds", type=float, default=load.THINK_SECONDS,
+                        help=f"the load stage's users' mean pause between dashboard loads (default: "
+                             f"{load.THINK_SECONDS}, {load.USERS} users then load about "
+                             f"{load.USERS / load.THINK_SECONDS:.0f} dashboards a second)")
     args = parser.parse_args()
     known = [*PER_SCALE, "freshness"]
     args.benchmarks = args.benchmarks or known
     if unknown := set(args.benchmarks) - set(known):
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    if not args.think_seconds > 0:
+        parser.error(f"--think-seconds must be more than 0, got {args.think_seconds}")
     logging.disable(logging.INFO)  # the progress lines, not Dagster's event stream
 
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "postgres": "16.2 (embedded pgserver)",
-               "command": "python -m bench " + " ".join(args.benchmarks) + " --orgs " + " ".join(map(str, args.orgs)),
+               "command": "python -m bench " + " ".join(args.benchmarks) + " --orgs " + " ".join(map(str, args.orgs))
+               + (f" --think-seconds {args.think_seconds}" if args.think_seconds != load.THINK_SECONDS else ""),
                "scales": []}
     if "freshness" in args.benchmarks:
         progress("freshness: the demo, 20 changes to Redis")
@@ -80,7 +91,8 @@ def _scale(server: LocalPostgres, redis_server: LocalRedis, orgs: int, args: arg
         "capture": lambda: change_capture.measure(server, url, redis_server.url),
         "sensor": lambda: sensor_tick.measure(url, redis_server.url, args.repeat),
         "read": lambda: read_path.measure(url, redis_server.url, args.calls)
-        | concurrency.measure(url, redis_server.url, 50) | concurrency.measure(url, redis_server.url, 500),
+        | concurrency.measure(url, redis_server.url, 50),
+        "load": lambda: load.measure(url, redis_server, server.postmaster_pid, args.think_seconds),
         "baseline": lambda: baseline.measure(url, args.repeat, live_calls=args.calls // 10),
     }
     for name in PER_SCALE:
@@ -95,7 +107,7 @@ def _scale(server: LocalPostgres, redis_server: LocalRedis, orgs: int, args: arg
 _HEADLINES = ("backfill_cli_database_seconds", "backfill_cli_outside_database_seconds",
               "backfill_ui_outside_database_seconds", "one_changed_organization_day_database_seconds_median",
               "bulk_insert_logical_overhead_ratio", "bulk_update_logical_overhead_ratio", "oltp_logical_overhead_ratio",
-              "baseline_refresh_concurrently_seconds_median")
+              "load_paced_cached_p99_ms", "load_paced_cold_p99_ms", "baseline_refresh_concurrently_seconds_median")
 
 
 def ratios(scale: dict) -> dict:

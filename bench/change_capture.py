@@ -35,12 +35,10 @@ import threading
 import time
 from pathlib import Path
 
-import pgserver
-import psutil
 import psycopg
 from psycopg import sql
 
-from bench.common import progress, sensor_contexts
+from bench.common import PGBENCH, ServerCpu, progress, sensor_contexts
 from dashboard_assets.automation import capture
 from dashboard_assets.automation.changes import CAPTURED_COLUMNS
 from dashboard_assets.automation.sensors import build_source_changes_sensor
@@ -85,7 +83,7 @@ def measure(server: LocalPostgres, url: str, redis_url: str) -> dict:
         for variant in VARIANTS[round_number % len(VARIANTS):] + VARIANTS[:round_number % len(VARIANTS)]:
             _set_up(server, url, variant)
             reader = _SensorBeside(url, redis_url, _SENSOR_NICENESS[variant]) if variant in _SENSOR_NICENESS else None
-            cpu = _ServerCpu(server)
+            cpu = ServerCpu(server.postmaster_pid)
             runs[variant]["bulk_insert"].append(_statements(url, _BULK_INSERT, 100_000, cpu, reader))
             runs[variant]["bulk_update"].append(_statements(url, _BULK_UPDATE, 10_000, cpu, reader))
             _settle(url, reader)
@@ -190,37 +188,7 @@ def _remove_what_oltp_added(url: str) -> None:
              "VACUUM (ANALYZE) orders, order_items, jobs")
 
 
-class _ServerCpu:
-    """CPU seconds every process of the server has used: the postmaster, its
-    children alive, and those that have exited (counted once reaped, so a
-    reading waits until no child has exited unreaped)."""
-
-    def __init__(self, server: LocalPostgres):
-        self._postmaster = psutil.Process(server.postmaster_pid)
-
-    def seconds(self) -> float:
-        while True:
-            children = self._postmaster.children()
-            if not any(_exited(child) for child in children):
-                break
-            time.sleep(0.05)
-        total = 0.0
-        for child in children:
-            try:
-                total += sum(child.cpu_times()[:2])
-            except psutil.NoSuchProcess:  # exited since, and counted in the postmaster's children times
-                continue
-        return total + sum(self._postmaster.cpu_times()[:4])
-
-
-def _exited(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _statements(url: str, statement: str, rows: int, cpu: _ServerCpu, reader: "_SensorBeside | None"):
+def _statements(url: str, statement: str, rows: int, cpu: ServerCpu, reader: "_SensorBeside | None"):
     """Median wall time of the statement (rolled back each time), and the
     server's CPU per statement, its decoding included."""
     seconds = []
@@ -237,14 +205,13 @@ def _statements(url: str, statement: str, rows: int, cpu: _ServerCpu, reader: "_
     return statistics.median(seconds), (cpu.seconds() - began_cpu) / STATEMENTS
 
 
-def _pgbench(url: str, cpu: _ServerCpu, reader: "_SensorBeside | None"):
+def _pgbench(url: str, cpu: ServerCpu, reader: "_SensorBeside | None"):
     """Wall time and the server's CPU per pgbench transaction, decoding included."""
     with psycopg.connect(libpq_url(url)) as conn:
         customers = conn.execute("SELECT count(*) FROM bench_oltp_customers").fetchone()[0]
-    pgbench = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
     began_cpu = cpu.seconds()
     out = subprocess.run(
-        [str(pgbench), "-n", "-f", str(_HERE / "oltp.sql"), "-D", f"customers={customers}",
+        [str(PGBENCH), "-n", "-f", str(_HERE / "oltp.sql"), "-D", f"customers={customers}",
          "-c", str(OLTP_CLIENTS), "-j", "2", "-T", str(OLTP_SECONDS), libpq_url(url)],
         capture_output=True, text=True, check=True,
     ).stdout

@@ -1,6 +1,7 @@
 """What every benchmark shares: the embedded server, a database of generated
 data per scale, where results go, progress lines, and the measurements taken
-beside the times (PostgreSQL's temporary files, a child process's memory)."""
+beside the times (PostgreSQL's temporary files, a child process's memory, a
+server's CPU), and where the embedded server's pgbench is."""
 
 import datetime as dt
 import multiprocessing
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import pgserver
+import psutil
 import psycopg
 
 from dashboard_assets.automation import capture
@@ -33,6 +36,7 @@ LARGE_SCALE_ORGANIZATIONS, LARGE_SCALE_HISTORY_DAYS = 1000, 60
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local" / "bench"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PGBENCH = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
 _STARTED = time.monotonic()
 
 
@@ -81,6 +85,36 @@ def temp_file_bytes(url: str) -> int:
     with psycopg.connect(libpq_url(url)) as conn:
         return int(conn.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()")
                    .fetchone()[0])
+
+
+class ServerCpu:
+    """CPU seconds a server has used: its main process (the postmaster, the
+    redis-server), its children alive, and those that have exited (counted
+    once reaped, so a reading waits until no child has exited unreaped)."""
+
+    def __init__(self, pid: int):
+        self._main = psutil.Process(pid)
+
+    def seconds(self) -> float:
+        while True:
+            children = self._main.children()
+            if not any(_exited(child) for child in children):
+                break
+            time.sleep(0.05)
+        total = 0.0
+        for child in children:
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:  # exited since, and counted in the main process's children times
+                continue
+        return total + sum(self._main.cpu_times()[:4])
+
+
+def _exited(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def in_child_process(work: Callable, *args):

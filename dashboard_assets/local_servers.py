@@ -147,6 +147,11 @@ class LocalRedis:
         self._wait_until_ready()
 
     @property
+    def pid(self) -> int:
+        """The process id of the redis-server."""
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         """`redis://`, or with TLS `rediss://` verifying the certificate against the CA."""
         credentials = f":{self._password}@" if self._password else ""
