@@ -30,8 +30,10 @@ delivered_revenue AS (
 ),
 -- An order's kWh count once, on the local day of its first completed job: the
 -- (existing) orders with a completion inside the window, then their first one.
+-- Each carries its organization's window, so that nothing joins the windows
+-- again (a join the planner misjudges at a row per order and organization).
 completed_in_window AS (
-    SELECT DISTINCT j.organization_id, j.order_id
+    SELECT DISTINCT j.organization_id, j.order_id, w.tz, w.window_start
     FROM windows w
     JOIN jobs j ON j.organization_id = w.organization_id
                AND j.status = 'completed'
@@ -40,21 +42,20 @@ completed_in_window AS (
     WHERE j.order_id IS NOT NULL
 ),
 first_completion AS (
-    SELECT c.organization_id, c.order_id, min(j.completed_at) AS completed_at
+    SELECT c.organization_id, c.order_id, c.tz, c.window_start, min(j.completed_at) AS completed_at
     FROM completed_in_window c
     JOIN orders o ON o.organization_id = c.organization_id AND o.id = c.order_id
     JOIN jobs j ON j.organization_id = c.organization_id AND j.order_id = c.order_id
                AND j.status = 'completed' AND j.completed_at IS NOT NULL
-    GROUP BY c.organization_id, c.order_id
+    GROUP BY c.organization_id, c.order_id, c.tz, c.window_start
 ),
 deployed_kwh AS (
-    SELECT fc.organization_id, (fc.completed_at AT TIME ZONE w.tz)::date AS metric_date,
+    SELECT fc.organization_id, (fc.completed_at AT TIME ZONE fc.tz)::date AS metric_date,
            sum(oi.quantity * dashboard.capacity_kwh(p.specifications)) AS kwh_deployed
     FROM first_completion fc
-    JOIN windows w ON w.organization_id = fc.organization_id
     JOIN order_items oi ON oi.organization_id = fc.organization_id AND oi.order_id = fc.order_id
     JOIN products p ON p.organization_id = oi.organization_id AND p.id = oi.product_id
-    WHERE fc.completed_at >= w.window_start
+    WHERE fc.completed_at >= fc.window_start
       AND p.category = 'battery'
     GROUP BY fc.organization_id, 2
 )
