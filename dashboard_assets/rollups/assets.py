@@ -116,7 +116,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
             key_range = context.partition_key_range
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
         organizations = tagged_organizations(context.run.tags)
-        result = refresh(rollup, source_url=postgres.source_url, target_url=postgres.database_url,
+        source_url = postgres.source_url_for_run(context.run.tags)
+        result = refresh(rollup, source_url=source_url, target_url=postgres.database_url,
                          start=start, end=end, organizations=organizations)
         days = f" for {start}..{end}" if rollup.daily else ""
         scope = f"{len(organizations)} changed organizations" if organizations else "every organization"
