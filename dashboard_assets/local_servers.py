@@ -56,11 +56,14 @@ class LocalPostgres:
         if user:
             shutil.chown(data_dir, user, user)
         socket_dir = sa.make_url(self.url()).query["host"]
-        pgserver.pg_basebackup(["-D", str(data_dir), "-R", "-X", "stream", "-C", "-S", f"standby_{data_dir.name}",
-                                "-h", socket_dir, "-U", self._server.postgres_user], user=user)
+        pgserver.pg_basebackup(["-D", str(data_dir), "-R", "-X", "stream", "--checkpoint=fast",
+                                "-C", "-S", f"standby_{data_dir.name}", "-h", socket_dir,
+                                "-U", self._server.postgres_user], user=user)
         # The copy holds this server's socket lock and log (they live in its data directory).
         for leftover in [*data_dir.glob(".s.PGSQL.*"), data_dir / ".handle_pids.json", data_dir / "log"]:
             leftover.unlink(missing_ok=True)
+        with (data_dir / "postgresql.auto.conf").open("a") as conf:  # in place from the first start
+            conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
         return LocalPostgres(data_dir, settings)
 
     def _configure(self, settings: dict[str, str]) -> None:
