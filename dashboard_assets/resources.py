@@ -3,6 +3,7 @@ the webhook that alerts go to."""
 
 import functools
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 import redis
@@ -10,21 +11,31 @@ from redis.cluster import RedisCluster
 
 from dashboard_assets import settings
 from dashboard_assets.cache import DashboardCache
+from dashboard_assets.replica import wait_for_source
 
 
 class PostgresResource(dg.ConfigurableResource):
     """The target database (rollups, change log) and the source it reads from.
 
     The source defaults to the target; point `source_database_url` at a read
-    replica to keep refresh reads off the primary.
+    replica to keep refresh reads off the primary. A step waits up to
+    `source_replay_timeout_seconds` for the replica to replay what its run
+    must see.
     """
 
     database_url: str
     source_database_url: str = ""
+    source_replay_timeout_seconds: int = settings.DEFAULT_SOURCE_REPLAY_TIMEOUT_SECONDS
 
     @property
     def source_url(self) -> str:
         return self.source_database_url or self.database_url
+
+    def source_url_for_run(self, run_tags: Mapping[str, str]) -> str:
+        """The source's URL, once the source has replayed everything the run
+        with these tags must see (replica.py)."""
+        wait_for_source(self.source_url, self.database_url, run_tags, self.source_replay_timeout_seconds)
+        return self.source_url
 
 
 class RedisResource(dg.ConfigurableResource):
@@ -82,10 +93,10 @@ def _redis_client(url: str) -> redis.Redis | RedisCluster:
     return redis_client(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
 
 
-def _env_or_default(name: str, default: str) -> dg.EnvVar | str:
-    """An EnvVar when the variable is set (its value then never shows in the
-    UI), else a non-secret default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+def _env_or_default(name: str, default: str | int, env_var=dg.EnvVar) -> dg.EnvVar | str | int:
+    """`env_var(name)` when the variable is set (its value then never shows in
+    the UI), else a non-secret default."""
+    return env_var(name) if os.environ.get(name) else default
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
@@ -94,6 +105,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "postgres": PostgresResource(
             database_url=dg.EnvVar(settings.DATABASE_URL),
             source_database_url=_env_or_default(settings.SOURCE_DATABASE_URL, ""),
+            source_replay_timeout_seconds=_env_or_default(settings.SOURCE_REPLAY_TIMEOUT,
+                                                          settings.DEFAULT_SOURCE_REPLAY_TIMEOUT_SECONDS,
+                                                          dg.EnvVar.int),
         ),
         "redis": RedisResource(
             url=dg.EnvVar(settings.REDIS_URL),

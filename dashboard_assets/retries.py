@@ -8,8 +8,13 @@ import psycopg
 import redis
 import sqlalchemy as sa
 
-# A dropped connection, a failover, a deadlock or a serialization failure.
-POSTGRES_ERRORS = (psycopg.OperationalError, psycopg.errors.TransactionRollback, sa.exc.OperationalError)
+from dashboard_assets.replica import SourceBehind
+
+# A dropped connection, a failover, a deadlock, a serialization failure (a
+# replica's conflict with recovery among them), or a replica source that has
+# not yet replayed what the run must see.
+POSTGRES_ERRORS = (psycopg.OperationalError, psycopg.errors.TransactionRollback, sa.exc.OperationalError,
+                   SourceBehind)
 # Redis refusing connections, restarting (loading its data) or not answering;
 # a Redis Cluster none of whose nodes can be reached, or with a slot no node serves.
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DATABASE_URL = "DASHBOARD_DATABASE_URL"
 SOURCE_DATABASE_URL = "DASHBOARD_SOURCE_DATABASE_URL"
+SOURCE_REPLAY_TIMEOUT = "DASHBOARD_SOURCE_REPLAY_TIMEOUT_SECONDS"
 REDIS_URL = "DASHBOARD_REDIS_URL"
 REDIS_PREFIX = "DASHBOARD_REDIS_PREFIX"
 TIMEZONE = "DASHBOARD_TIMEZONE"
@@ -26,6 +27,8 @@ DEFAULT_UI_URL = "http://127.0.0.1:3000"
 DEFAULT_BATCH_ORGANIZATION_DAYS = 100_000
 # Batches of one refresh that run at once, each on a connection of its own.
 DEFAULT_CONCURRENT_BATCHES = 2
+# How long a step waits for a replica source to replay what its run must see.
+DEFAULT_SOURCE_REPLAY_TIMEOUT_SECONDS = 60
 
 
 class SettingsError(ValueError):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from hypothesis import settings
 
 # Partitions are defined at import time from the environment: pin the history
@@ -31,6 +32,7 @@ from dashboard_assets.local_servers import (  # noqa: E402
     system_redis_server,
 )
 from dashboard_assets.migrations import migrate  # noqa: E402
+from dashboard_assets.replica import wait_for_source  # noqa: E402
 from dashboard_assets.resources import redis_client  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +82,28 @@ def capture_running(database_url: str):
     finally:
         with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
             capture.drop_slot(conn)
+
+
+# A standby whose queries give way to replay at once, as one set up without
+# the settings of docs/deploy.md would.
+STANDBY_SETTINGS = {"hot_standby": "on", "hot_standby_feedback": "off", "max_standby_streaming_delay": "100ms"}
+
+
+@pytest.fixture(scope="session")
+def standby_server(postgres_server, servers_dir):
+    """A hot standby of the session's PostgreSQL, streaming from it (started
+    by the first test that needs it)."""
+    server = postgres_server.start_standby(servers_dir / "standby", STANDBY_SETTINGS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standby_url(standby_server, postgres_server, database_url) -> str:
+    """The test's database as the standby serves it, once the standby has
+    replayed its creation."""
+    wait_for_source(standby_server.url(), postgres_server.url(), {}, timeout_seconds=60)
+    return standby_server.url(sa.make_url(database_url).database)
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,11 @@ import time
 
 import dagster as dg
 import pandas as pd
+import psycopg
 import sqlalchemy as sa
 
 from dashboard_assets.automation.sensors import build_source_changes_sensor
-from dashboard_assets.db import engine
+from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS, current_state_asset, daily_rollup_assets
 from dashboard_assets.rollups.refresh import refresh
@@ -22,16 +23,19 @@ EXACT_TOLERANCE = 1e-9
 QUOTIENT_COLUMNS = {"avg_won_deal_size", "avg_labor_hours_per_job", "avg_resolution_days", "resolution_days_sum"}
 
 
-def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=None, tags=None,
+def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=None, *,
+                     postgres: PostgresResource | None = None, tags: dict[str, str] | None = None,
                      **kwargs) -> dg.ExecuteInProcessResult:
-    """Materialize the daily rollups for [start, end] in ONE run (a single-run backfill)."""
+    """Materialize the daily rollups for [start, end] in ONE run (a single-run
+    backfill), with `postgres` when given (else the database alone as source
+    and target) and the run's extra `tags`."""
     range_tags = {
         "dagster/asset_partition_range_start": start.isoformat(),
         "dagster/asset_partition_range_end": end.isoformat(),
     }
     return dg.materialize(
         assets or daily_rollup_assets,
-        resources={"postgres": PostgresResource(database_url=database_url)},
+        resources={"postgres": postgres or PostgresResource(database_url=database_url)},
         tags=range_tags | (tags or {}),
         **kwargs,
     )
@@ -39,6 +43,24 @@ def materialize_days(database_url: str, start: dt.date, end: dt.date, assets=Non
 
 def materialize_snapshot(database_url: str) -> dg.ExecuteInProcessResult:
     return dg.materialize([current_state_asset], resources={"postgres": PostgresResource(database_url=database_url)})
+
+
+def execute(database_url: str, statement: str, params=None) -> None:
+    """One statement on its own connection, committed."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def before_insert_on_daily_metrics(database_url: str, name: str, body: str) -> None:
+    """A real PostgreSQL trigger on the rollup table, running `body` (PL/pgSQL
+    returning NEW) before each inserted row."""
+    execute(
+        database_url,
+        f"""
+        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
+        CREATE TRIGGER {name} BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION {name}();
+        """,
+    )
 
 
 def read_table(database_url: str, query: str, **params) -> pd.DataFrame:
@@ -126,13 +148,16 @@ def without_computed_at(value: dict) -> dict:
 _SENSOR_WITHOUT_WAITING = build_source_changes_sensor(wait_seconds=0)
 
 
-def tick(database_url: str, redis_url: str, cursor: str | None, sensor=_SENSOR_WITHOUT_WAITING) -> dg.SensorResult:
-    """One evaluation of the change sensor from `cursor`, as a fresh process would run it."""
+def tick(database_url: str, redis_url: str, cursor: str | None, sensor=_SENSOR_WITHOUT_WAITING,
+         source_url: str = "") -> dg.SensorResult:
+    """One evaluation of the change sensor from `cursor`, as a fresh process
+    would run it (with the source at `source_url` when given)."""
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(
             instance=instance,
             cursor=cursor,
-            resources={"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)},
+            resources={"postgres": PostgresResource(database_url=database_url, source_database_url=source_url),
+                       "redis": RedisResource(url=redis_url)},
         )
         return sensor(context)
 

@@ -157,7 +157,7 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
         rows = replace_table(
             spec.query(),
             params,
-            source_url=postgres.source_url if spec.reads_source else postgres.database_url,
+            source_url=postgres.source_url_for_run(context.run.tags) if spec.reads_source else postgres.database_url,
             target_url=postgres.database_url,
             table=spec.name,
         )
@@ -217,7 +217,7 @@ def customer_acquisition_cost(
     rows = replace_table(
         load_sql(_SQL, "weekly_customer_acquisition.sql"),
         params,
-        source_url=postgres.source_url,
+        source_url=postgres.source_url_for_run(context.run.tags),
         target_url=postgres.database_url,
         table="weekly_customer_acquisition",
         where=sql.SQL("week_start BETWEEN %(start_date)s AND %(end_date)s"),

@@ -17,6 +17,7 @@ from dashboard_assets.automation.changes import (
 )
 from dashboard_assets.db import autocommit_connection
 from dashboard_assets.partitions import daily_partitions_def
+from dashboard_assets.replica import source_position_tag
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import (
     CURRENT_STATE,
@@ -57,7 +58,9 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         turns them into the (rollup, organization, day) they affect and requests one ranged run per
         contiguous range of days, narrowed to the organizations changed in it, with the snapshot, the
         cache warming of those organizations and, when their inputs changed, the funnel and the product
-        mix. Pushes those organizations' activity feed. When capture had to restart (slot missing, lost
+        mix. Each run carries the WAL position the changes were read up to (`dashboard/source_lsn`),
+        which a replica source replays before the run reads it. Pushes those organizations' activity
+        feed. The slot is read on the primary only. When capture had to restart (slot missing, lost
         or moved) it refreshes every day of every organization; when capture is broken the tick fails
         and says what to fix."""
         first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
@@ -72,8 +75,8 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         if not refreshes:
             return dg.SensorResult(skip_reason="no source changes", cursor=changes.position)
         after = context.cursor or "start"
-        run_requests = [_run_request(refresh, f"changes:{after}:{changes.position}", changes.restart_reason)
-                        for refresh in refreshes]
+        run_requests = [_run_request(refresh, changes.position, f"changes:{after}:{changes.position}",
+                                     changes.restart_reason) for refresh in refreshes]
         organizations = sorted(changes.activity)
         context.log.info(f"{len(run_requests)} runs for {len(organizations)} changed organizations")
         if not organizations:
@@ -88,10 +91,11 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
     return source_changes_sensor
 
 
-def _run_request(refresh: Refresh, run_key: str, restart_reason: str | None) -> dg.RunRequest:
-    """The run of a refresh, with the checks its rollups report (the partition
-    freshness checks run on their own schedule)."""
-    tags = organizations_tag(refresh.organizations or ())
+def _run_request(refresh: Refresh, position: str, run_key: str, restart_reason: str | None) -> dg.RunRequest:
+    """The run of a refresh of the changes read up to `position` (a replica
+    source must replay it before the run reads), with the checks its rollups
+    report (the partition freshness checks run on their own schedule)."""
+    tags = organizations_tag(refresh.organizations or ()) | source_position_tag(position)
     if refresh.days:
         tags |= {RANGE_START: refresh.days[0].isoformat(), RANGE_END: refresh.days[1].isoformat()}
         run_key += f":{refresh.days[0]}:{refresh.days[1]}"

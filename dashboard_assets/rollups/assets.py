@@ -121,7 +121,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
             key_range = context.partition_key_range
             start, end = dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
         organizations = tagged_organizations(context.run.tags)
-        result = refresh(rollup, source_url=postgres.source_url, target_url=postgres.database_url,
+        source_url = postgres.source_url_for_run(context.run.tags)
+        result = refresh(rollup, source_url=source_url, target_url=postgres.database_url,
                          start=start, end=end, organizations=organizations,
                          resume_key=context.run.tags.get(ROOT_RUN_TAG, context.run.run_id),
                          organization_days_per_batch=settings.batch_organization_days(),

@@ -16,6 +16,7 @@ from dashboard_assets.rollups.refresh import day_batches, refresh
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
+    execute,
     materialize_days,
     refresh_what_the_sensor_requests,
     rollup_rows,
@@ -27,11 +28,6 @@ DAILY_METRICS_ASSET = daily_rollup_assets[0]
 ORGANIZATIONS = 5  # in the generated data
 TEN_DAYS = ORGANIZATIONS * 10  # organization-days of a batch of ten days
 FAILING_DAY = dt.date(2025, 2, 15)
-
-
-def _execute(database_url: str, statement: str, params=None) -> None:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute(statement, params)
 
 
 def _logged_batches(database_url: str, resume_key: str) -> list[tuple[dt.date, dt.date]]:
@@ -48,7 +44,7 @@ def _backfill(database_url: str, resume_key: str, **options):
 
 def _fail_inserts_of(database_url: str, day: dt.date) -> None:
     """A real trigger on the rollup table that raises for every row of `day`."""
-    _execute(database_url, f"""
+    execute(database_url, f"""
         CREATE FUNCTION fail_day() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN IF NEW.metric_date = DATE '{day.isoformat()}' THEN RAISE EXCEPTION 'injected failure'; END IF;
               RETURN NEW; END $$;
@@ -79,7 +75,7 @@ def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url
     and those after it keep their previous rows; the same run done again
     (same resume key) skips the committed batches."""
     assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
-    _execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
+    execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
     before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
     _fail_inserts_of(database_url, FAILING_DAY)
     with pytest.raises(psycopg.errors.RaiseException):
@@ -91,7 +87,7 @@ def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url
     assert untouched.sort_values(["organization_id", "metric_date"]).reset_index(drop=True).equals(
         expected.sort_values(["organization_id", "metric_date"]).reset_index(drop=True))
 
-    _execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
+    execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
     result = _backfill(database_url, "attempt", concurrent_batches=1)
     assert result.committed and result.resumed_batches == len(committed)
     assert _logged_batches(database_url, "attempt") == day_batches(HISTORY_START, HISTORY_END, 10)
@@ -122,7 +118,7 @@ def test_a_change_is_refreshed_while_a_backfill_of_the_same_rollup_is_held_open(
         backfill = threading.Thread(target=lambda: outcome.append(_backfill(database_url, "held")))
         backfill.start()
         time.sleep(1)
-        _execute(database_url, "UPDATE orders SET status = 'delivered', total_amount = total_amount + 100"
+        execute(database_url, "UPDATE orders SET status = 'delivered', total_amount = total_amount + 100"
                                " WHERE id = (SELECT id FROM orders WHERE created_at >= '2025-04-05'"
                                " AND created_at < '2025-04-06' AND status <> 'delivered' ORDER BY id LIMIT 1)")
         change = threading.Thread(target=refresh_what_the_sensor_requests, args=(database_url, redis_url, cursor))
@@ -148,7 +144,7 @@ def test_a_re_executed_run_resumes_after_the_batches_its_first_attempt_committed
                              raise_on_error=False)
     assert not first.success
     committed_by_first = len(_logged_batches(database_url, first.run_id))
-    _execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
+    execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
     again = materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET],
                              tags={"dagster/root_run_id": first.run_id})
     (materialization, *_) = again.asset_materializations_for_node("daily_metrics")

@@ -15,6 +15,8 @@ from dashboard_assets_tests.helpers import (
     DAILY_KEYS,
     assert_frames_equal,
     assert_rollups_match_reference,
+    before_insert_on_daily_metrics,
+    execute,
     materialize_days,
     rollup_rows,
     sources,
@@ -25,28 +27,11 @@ DAILY_METRICS = DAILY_ROLLUPS[0]
 DAILY_METRICS_ASSET = daily_rollup_assets[0]
 
 
-def _execute(database_url: str, statement: str, params=None) -> None:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute(statement, params)
-
-
-def _before_insert_on_daily_metrics(database_url: str, name: str, body: str) -> None:
-    """A real PostgreSQL trigger on the rollup table, running `body` (PL/pgSQL
-    returning NEW) before each inserted row."""
-    _execute(
-        database_url,
-        f"""
-        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
-        CREATE TRIGGER {name} BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION {name}();
-        """,
-    )
-
-
 def _refresh_then_delete_orders(database_url: str):
     """Refresh DAY, then change the source under it; returns DAY's rows as refreshed."""
     assert materialize_days(database_url, DAY, DAY).success
     before = rollup_rows(database_url, "daily_metrics", DAY, DAY)
-    _execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
+    execute(database_url, "DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT 300)")
     return before
 
 
@@ -62,7 +47,7 @@ def test_rerunning_a_partition_is_idempotent(database_url):
 
 def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
     assert materialize_days(database_url, DAY, DAY).success
-    _execute(
+    execute(
         database_url,
         """
         UPDATE orders o SET status = 'delivered', updated_at = now()
@@ -72,7 +57,7 @@ def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
         """,
         (DAY,),
     )
-    _execute(database_url, "DELETE FROM order_items WHERE id IN (SELECT id FROM order_items ORDER BY id LIMIT 500)")
+    execute(database_url, "DELETE FROM order_items WHERE id IN (SELECT id FROM order_items ORDER BY id LIMIT 500)")
     assert materialize_days(database_url, DAY, DAY).success
     assert_rollups_match_reference(database_url, DAY, DAY)
 
@@ -80,7 +65,7 @@ def test_a_later_source_change_is_picked_up_by_the_rerun(database_url):
 def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
     before = _refresh_then_delete_orders(database_url)
     # A real failure inside the write: the table refuses the third new row.
-    _before_insert_on_daily_metrics(
+    before_insert_on_daily_metrics(
         database_url,
         "fail_third_row",
         """
@@ -96,14 +81,14 @@ def test_a_failed_refresh_leaves_the_previous_day_intact(database_url):
     assert before.sort_values("organization_id").reset_index(drop=True).equals(
         after.sort_values("organization_id").reset_index(drop=True)
     )
-    _execute(database_url, "DROP TRIGGER fail_third_row ON dashboard.daily_metrics")
+    execute(database_url, "DROP TRIGGER fail_third_row ON dashboard.daily_metrics")
     assert materialize_days(database_url, DAY, DAY).success
     assert_rollups_match_reference(database_url, DAY, DAY)
 
 
 def test_rows_that_do_not_reconcile_fail_the_check_and_are_rolled_back(database_url):
     before = _refresh_then_delete_orders(database_url)
-    _before_insert_on_daily_metrics(database_url, "inflate_revenue", "NEW.revenue := NEW.revenue + 1; RETURN NEW;")
+    before_insert_on_daily_metrics(database_url, "inflate_revenue", "NEW.revenue := NEW.revenue + 1; RETURN NEW;")
     result = materialize_days(database_url, DAY, DAY, raise_on_error=False)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
     failed = checks[("daily_metrics", RECONCILES_WITH_SOURCE)]
@@ -162,8 +147,8 @@ def test_a_dropped_connection_is_retried_and_converges(database_url):
     before = _refresh_then_delete_orders(database_url)
     # The server drops the refreshing connection on its first insert, once (a
     # sequence survives the rollback that follows).
-    _execute(database_url, "CREATE SEQUENCE drop_once")
-    _before_insert_on_daily_metrics(
+    execute(database_url, "CREATE SEQUENCE drop_once")
+    before_insert_on_daily_metrics(
         database_url,
         "drop_connection_once",
         "IF nextval('drop_once') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW;",
