@@ -103,6 +103,11 @@ class LocalPostgres:
                 conn.execute(statement)
         return self.url(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop `name` if it exists, disconnecting its sessions."""
+        with psycopg.connect(libpq_url(self.url()), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are disconnected)."""
         if (self._data_dir / "postmaster.pid").exists():

@@ -23,7 +23,7 @@ HISTORY_END = dt.date(2025, 4, 10)
 os.environ["DASHBOARD_HISTORY_START"] = HISTORY_START.isoformat()
 
 from dashboard_assets.automation import capture  # noqa: E402
-from dashboard_assets.db import libpq_url  # noqa: E402
+from dashboard_assets.db import engine, libpq_url  # noqa: E402
 from dashboard_assets.generate import generate  # noqa: E402
 from dashboard_assets.local_servers import (  # noqa: E402
     LocalPostgres,
@@ -138,6 +138,7 @@ def database_url(postgres_server):
     with capture_running(postgres_server.create_database(f"test_{next(_database_numbers)}",
                                                          template=TEMPLATE_DATABASE)) as url:
         yield url
+    _drop(postgres_server, url)
 
 
 @pytest.fixture
@@ -147,6 +148,14 @@ def empty_database_url(postgres_server):
     migrate(url, with_source_schema=True)
     with capture_running(url):
         yield url
+    _drop(postgres_server, url)
+
+
+def _drop(server: LocalPostgres, url: str) -> None:
+    """A test's database gone with its pooled sessions, so that the session's
+    server stays small (a standby's base backup copies every database)."""
+    engine(url).dispose()
+    server.drop_database(sa.make_url(url).database)
 
 
 @pytest.fixture

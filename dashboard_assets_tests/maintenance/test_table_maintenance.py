@@ -108,7 +108,7 @@ def test_a_held_refresh_and_reader_go_on_and_maintenance_postpones_what_they_hol
     before = _rollup_rows(database_url)
     with (psycopg.connect(libpq_url(database_url)) as row_holder,
           psycopg.connect(libpq_url(database_url)) as reader):
-        # A refresh of daily_pipeline takes its tables' lock, then waits on a row another session holds.
+        # A refresh of daily_pipeline takes its days' locks, then waits on a row another session holds.
         row_holder.execute("SELECT 1 FROM dashboard.daily_pipeline WHERE metric_date = %s FOR UPDATE",
                            (HISTORY_END,))
         outcome: list = []
@@ -133,7 +133,7 @@ def test_a_held_refresh_and_reader_go_on_and_maintenance_postpones_what_they_hol
         refreshing.join(timeout=60)
     assert outcome and outcome[0].committed
     postponed = _value(materialization, "postponed_statements")
-    assert 'VACUUM (ANALYZE) "dashboard"."daily_pipeline"' in postponed
+    assert not any(statement.startswith("VACUUM") for statement in postponed)  # a refresh holds no table lock
     assert any(statement.startswith("REINDEX INDEX CONCURRENTLY") for statement in postponed)
     assert _value(materialization, "tables_vacuumed") > 0  # the tables nobody held
     assert took < 120
