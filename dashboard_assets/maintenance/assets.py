@@ -22,8 +22,8 @@ def table_maintenance(
     """Weekly upkeep of every table of the `dashboard` schema (rollups, charts, the activity feed and
     the logs): size with and without indexes, dead-row share, and each index's size against an estimate
     of a fresh build. Tables with many dead rows get VACUUM (ANALYZE), bloated indexes REINDEX INDEX
-    CONCURRENTLY; a statement that cannot get its lock within the lock timeout (a refresh holds it) is
-    postponed to the next run. Readers and refreshes go on, and no row changes."""
+    CONCURRENTLY; a statement that cannot go on within the lock timeout (a rebuild waits for every open
+    snapshot, a refresh's among them) is postponed to the next run. Readers and refreshes go on, and no row changes."""
     report = maintain(postgres.database_url, config)
     for statement, reason in report.postponed.items():
         context.log.warning(f"postponed {statement}: {reason}")

@@ -4,10 +4,10 @@ dead rows, their indexes' sizes against a fresh build's estimate; VACUUM
 bloated indexes.
 
 Neither statement runs inside a transaction, so they run on an autocommit
-connection, under a lock timeout: a statement that would wait longer for a
-lock (a refresh holds its tables until it commits; REINDEX CONCURRENTLY also
-waits for every open snapshot) gives up and is postponed to the next run,
-and readers and refreshes go on. Neither statement changes a row. A REINDEX
+connection, under a lock timeout: a statement that would wait longer (for
+a conflicting lock, or, for REINDEX CONCURRENTLY, for every open snapshot,
+a refresh's among them) gives up and is postponed to the next run, and
+readers and refreshes go on. Neither statement changes a row. A REINDEX
 CONCURRENTLY that fails leaves its unfinished copy behind, marked invalid:
 those are dropped right away, or at the start of the next run.
 """
