@@ -52,8 +52,8 @@ def test_source_changes_reach_rollups_and_redis(database_url, redis_url):
                      " updated_at) VALUES (%s, %s, %s, %s, 'completed', %s, %s, %s)",
                      (uuid.uuid4(), org, order, customer, completed, created, completed))
         conn.execute("UPDATE orders SET status = 'cancelled' WHERE id = (SELECT id FROM orders WHERE organization_id = %s"
-                     " AND status = 'delivered' AND created_at BETWEEN '2025-03-05' AND '2025-03-25' ORDER BY id LIMIT 1)",
-                     (org,))
+                     " AND status = 'delivered' AND created_at BETWEEN '2025-03-05' AND '2025-03-25' AND id <> %s"
+                     " ORDER BY id LIMIT 1)", (org, order))  # an order of before, not the one just made
         conn.execute("DELETE FROM warranty_claims WHERE id IN (SELECT id FROM warranty_claims WHERE organization_id = %s"
                      " AND created_at BETWEEN '2025-03-05' AND '2025-03-25' ORDER BY id LIMIT 2)", (org,))
 
