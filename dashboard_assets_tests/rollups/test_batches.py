@@ -1,8 +1,10 @@
-"""Ranges refreshed in batches: one transaction per batch, a failed batch done
-again alone, and writers of other days of a rollup that never wait for a
-backfill (only for the one batch that holds their day)."""
+"""Ranges refreshed in batches: one transaction per batch, a failed or killed
+batch done again alone, and writers of other days of a rollup that never wait
+for a backfill (only for the one batch that holds their day)."""
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,6 +18,7 @@ from dashboard_assets.rollups.refresh import day_batches, refresh
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
+    before_insert_on_daily_metrics,
     execute,
     materialize_days,
     refresh_what_the_sensor_requests,
@@ -44,12 +47,32 @@ def _backfill(database_url: str, resume_key: str, **options):
 
 def _fail_inserts_of(database_url: str, day: dt.date) -> None:
     """A real trigger on the rollup table that raises for every row of `day`."""
-    execute(database_url, f"""
-        CREATE FUNCTION fail_day() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.metric_date = DATE '{day.isoformat()}' THEN RAISE EXCEPTION 'injected failure'; END IF;
-              RETURN NEW; END $$;
-        CREATE TRIGGER fail_day BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION fail_day();
-    """)
+    before_insert_on_daily_metrics(database_url, "fail_day", f"""
+        IF NEW.metric_date = DATE '{day.isoformat()}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+        RETURN NEW;""")
+
+
+# A backfill of daily_metrics in a process of its own, one batch at a time:
+# python -c KILLED_BACKFILL <database url> <organization-days per batch>.
+KILLED_BACKFILL = """
+import sys
+from dashboard_assets.rollups.assets import DAILY_ROLLUPS
+from dashboard_assets.rollups.refresh import refresh
+from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
+refresh(DAILY_ROLLUPS[0], source_url=sys.argv[1], target_url=sys.argv[1], start=HISTORY_START, end=HISTORY_END,
+        resume_key="killed", organization_days_per_batch=int(sys.argv[2]), concurrent_batches=1)
+"""
+
+
+def _backends_sleeping_in_a_trigger(database_url: str) -> list[int]:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'")]
+
+
+def _backends_alive(database_url: str, pids: list[int]) -> bool:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
 
 
 def test_a_range_is_cut_into_consecutive_batches_of_whole_days():
@@ -91,6 +114,47 @@ def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url
     result = _backfill(database_url, "attempt", concurrent_batches=1)
     assert result.committed and result.resumed_batches == len(committed)
     assert _logged_batches(database_url, "attempt") == day_batches(HISTORY_START, HISTORY_END, 10)
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+
+
+def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_after_the_committed_ones(
+        database_url):
+    """The process is killed (SIGKILL) while its batch's INSERT runs: the
+    server rolls that transaction back when it finds its client gone, so the
+    batch's days keep their previous rows and the batches before it stay
+    committed; the backfill done again skips those."""
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
+    execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
+    before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    before_insert_on_daily_metrics(database_url, "slow_day", f"""
+        IF NEW.metric_date = DATE '{FAILING_DAY.isoformat()}' THEN PERFORM pg_sleep(0.5); END IF;
+        RETURN NEW;""")
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_BACKFILL, database_url, str(TEN_DAYS)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (sleeping := _backends_sleeping_in_a_trigger(database_url)):
+            assert worker.poll() is None and time.monotonic() < deadline, "the backfill never reached its batch"
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + 60
+    while _backends_alive(database_url, sleeping):  # each ends when it finds its client gone
+        assert time.monotonic() < deadline, "the killed backfill's session outlived its process"
+        time.sleep(0.1)
+
+    committed = _logged_batches(database_url, "killed")
+    assert committed and all(end < FAILING_DAY for _, end in committed)
+    after = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    keys = ["organization_id", "metric_date"]
+    kept = after[after.metric_date > committed[-1][1]]
+    expected = before[before.metric_date > committed[-1][1]]
+    assert kept.sort_values(keys).reset_index(drop=True).equals(expected.sort_values(keys).reset_index(drop=True))
+
+    execute(database_url, "DROP TRIGGER slow_day ON dashboard.daily_metrics")
+    result = _backfill(database_url, "killed", concurrent_batches=1)
+    assert result.committed and result.resumed_batches == len(committed)
+    assert _logged_batches(database_url, "killed") == day_batches(HISTORY_START, HISTORY_END, 10)
     assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
 
 
