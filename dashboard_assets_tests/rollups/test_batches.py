@@ -45,11 +45,23 @@ def _backfill(database_url: str, resume_key: str, **options):
                    end=HISTORY_END, resume_key=resume_key, organization_days_per_batch=TEN_DAYS, **options)
 
 
-def _fail_inserts_of(database_url: str, day: dt.date) -> None:
-    """A real trigger on the rollup table that raises for every row of `day`."""
-    before_insert_on_daily_metrics(database_url, "fail_day", f"""
-        IF NEW.metric_date = DATE '{day.isoformat()}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+def _on_inserts_of(database_url: str, day: dt.date, trigger: str, statement: str) -> None:
+    """A real trigger on the rollup table that runs `statement` for every row of `day`."""
+    before_insert_on_daily_metrics(database_url, trigger, f"""
+        IF NEW.metric_date = DATE '{day.isoformat()}' THEN {statement}; END IF;
         RETURN NEW;""")
+
+
+def _fail_inserts_of(database_url: str, day: dt.date) -> None:
+    _on_inserts_of(database_url, day, "fail_day", "RAISE EXCEPTION 'injected failure'")
+
+
+def _days_after_kept(database_url: str, before, last_committed: dt.date) -> bool:
+    """Whether the rows after `last_committed` are still those of `before`."""
+    keys = ["organization_id", "metric_date"]
+    kept = rollup_rows(database_url, "daily_metrics", last_committed + dt.timedelta(days=1), HISTORY_END)
+    expected = before[before.metric_date > last_committed]
+    return kept.sort_values(keys).reset_index(drop=True).equals(expected.sort_values(keys).reset_index(drop=True))
 
 
 # A backfill of daily_metrics in a process of its own, one batch at a time:
@@ -105,10 +117,7 @@ def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url
         _backfill(database_url, "attempt", concurrent_batches=1)
     committed = _logged_batches(database_url, "attempt")
     assert committed and all(end < FAILING_DAY for _, end in committed)
-    untouched = rollup_rows(database_url, "daily_metrics", committed[-1][1] + dt.timedelta(days=1), HISTORY_END)
-    expected = before[before.metric_date > committed[-1][1]]
-    assert untouched.sort_values(["organization_id", "metric_date"]).reset_index(drop=True).equals(
-        expected.sort_values(["organization_id", "metric_date"]).reset_index(drop=True))
+    assert _days_after_kept(database_url, before, committed[-1][1])
 
     execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
     result = _backfill(database_url, "attempt", concurrent_batches=1)
@@ -126,9 +135,7 @@ def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_af
     assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
     execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
     before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
-    before_insert_on_daily_metrics(database_url, "slow_day", f"""
-        IF NEW.metric_date = DATE '{FAILING_DAY.isoformat()}' THEN PERFORM pg_sleep(0.5); END IF;
-        RETURN NEW;""")
+    _on_inserts_of(database_url, FAILING_DAY, "slow_day", "PERFORM pg_sleep(0.5)")
     worker = subprocess.Popen([sys.executable, "-c", KILLED_BACKFILL, database_url, str(TEN_DAYS)])
     try:
         deadline = time.monotonic() + 120
@@ -145,11 +152,7 @@ def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_af
 
     committed = _logged_batches(database_url, "killed")
     assert committed and all(end < FAILING_DAY for _, end in committed)
-    after = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
-    keys = ["organization_id", "metric_date"]
-    kept = after[after.metric_date > committed[-1][1]]
-    expected = before[before.metric_date > committed[-1][1]]
-    assert kept.sort_values(keys).reset_index(drop=True).equals(expected.sort_values(keys).reset_index(drop=True))
+    assert _days_after_kept(database_url, before, committed[-1][1])
 
     execute(database_url, "DROP TRIGGER slow_day ON dashboard.daily_metrics")
     result = _backfill(database_url, "killed", concurrent_batches=1)
