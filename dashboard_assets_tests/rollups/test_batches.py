@@ -56,12 +56,30 @@ def _fail_inserts_of(database_url: str, day: dt.date) -> None:
     _on_inserts_of(database_url, day, "fail_day", "RAISE EXCEPTION 'injected failure'")
 
 
-def _days_after_kept(database_url: str, before, last_committed: dt.date) -> bool:
-    """Whether the rows after `last_committed` are still those of `before`."""
+def _backfilled_then_changed(database_url: str):
+    """Backfill daily_metrics, then change every order: the rows a later
+    backfill must replace, as they were before it."""
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
+    execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
+    return rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+
+
+def _assert_resumed_after_the_committed_batches(database_url: str, before, resume_key: str, trigger: str) -> None:
+    """After a backfill stopped at FAILING_DAY: the batches before it are
+    committed, the days after them unchanged; without the trigger the same
+    backfill skips the committed batches and every day equals the reference."""
+    committed = _logged_batches(database_url, resume_key)
+    assert committed and all(end < FAILING_DAY for _, end in committed)
     keys = ["organization_id", "metric_date"]
-    kept = rollup_rows(database_url, "daily_metrics", last_committed + dt.timedelta(days=1), HISTORY_END)
-    expected = before[before.metric_date > last_committed]
-    return kept.sort_values(keys).reset_index(drop=True).equals(expected.sort_values(keys).reset_index(drop=True))
+    kept = rollup_rows(database_url, "daily_metrics", committed[-1][1] + dt.timedelta(days=1), HISTORY_END)
+    expected = before[before.metric_date > committed[-1][1]]
+    assert kept.sort_values(keys).reset_index(drop=True).equals(expected.sort_values(keys).reset_index(drop=True))
+
+    execute(database_url, f"DROP TRIGGER {trigger} ON dashboard.daily_metrics")
+    result = _backfill(database_url, resume_key, concurrent_batches=1)
+    assert result.committed and result.resumed_batches == len(committed)
+    assert _logged_batches(database_url, resume_key) == day_batches(HISTORY_START, HISTORY_END, 10)
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
 
 
 # A backfill of daily_metrics in a process of its own, one batch at a time:
@@ -109,21 +127,11 @@ def test_a_failed_batch_is_done_again_alone_and_the_range_converges(database_url
     """The batches before the failing one stay committed, the failing one
     and those after it keep their previous rows; the same run done again
     (same resume key) skips the committed batches."""
-    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
-    execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
-    before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    before = _backfilled_then_changed(database_url)
     _fail_inserts_of(database_url, FAILING_DAY)
     with pytest.raises(psycopg.errors.RaiseException):
         _backfill(database_url, "attempt", concurrent_batches=1)
-    committed = _logged_batches(database_url, "attempt")
-    assert committed and all(end < FAILING_DAY for _, end in committed)
-    assert _days_after_kept(database_url, before, committed[-1][1])
-
-    execute(database_url, "DROP TRIGGER fail_day ON dashboard.daily_metrics")
-    result = _backfill(database_url, "attempt", concurrent_batches=1)
-    assert result.committed and result.resumed_batches == len(committed)
-    assert _logged_batches(database_url, "attempt") == day_batches(HISTORY_START, HISTORY_END, 10)
-    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+    _assert_resumed_after_the_committed_batches(database_url, before, "attempt", "fail_day")
 
 
 def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_after_the_committed_ones(
@@ -132,9 +140,7 @@ def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_af
     server rolls that transaction back when it finds its client gone, so the
     batch's days keep their previous rows and the batches before it stay
     committed; the backfill done again skips those."""
-    assert materialize_days(database_url, HISTORY_START, HISTORY_END, assets=[DAILY_METRICS_ASSET]).success
-    execute(database_url, "UPDATE orders SET total_amount = total_amount + 7")
-    before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    before = _backfilled_then_changed(database_url)
     _on_inserts_of(database_url, FAILING_DAY, "slow_day", "PERFORM pg_sleep(0.5)")
     worker = subprocess.Popen([sys.executable, "-c", KILLED_BACKFILL, database_url, str(TEN_DAYS)])
     try:
@@ -150,15 +156,7 @@ def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_af
         assert time.monotonic() < deadline, "the killed backfill's session outlived its process"
         time.sleep(0.1)
 
-    committed = _logged_batches(database_url, "killed")
-    assert committed and all(end < FAILING_DAY for _, end in committed)
-    assert _days_after_kept(database_url, before, committed[-1][1])
-
-    execute(database_url, "DROP TRIGGER slow_day ON dashboard.daily_metrics")
-    result = _backfill(database_url, "killed", concurrent_batches=1)
-    assert result.committed and result.resumed_batches == len(committed)
-    assert _logged_batches(database_url, "killed") == day_batches(HISTORY_START, HISTORY_END, 10)
-    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END, rollups={"daily_metrics"})
+    _assert_resumed_after_the_committed_batches(database_url, before, "killed", "slow_day")
 
 
 def test_the_batch_size_comes_from_the_operating_contract(database_url, monkeypatch):
