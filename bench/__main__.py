@@ -18,7 +18,11 @@ benchmarks asked for (default: all):
 - `baseline`: the design document's materialized views and live query, and
   their error (compared with the rollups, so it runs after `backfill`).
 `freshness` runs once, first (on a machine not yet busy with the scales), on
-the real demo: the delay from a source change to Redis, 20 times. Results go to bench/results/<date>.json and are printed.
+the real demo: the delay from a source change to Redis, 20 times. `sustained`
+runs next on the real demo, at its 5 organizations over 730 days and at 1,000
+organizations over the last 60 days: a steady stream of ERP transactions for
+--sustained-minutes at --rate a second, sampled every 30 s (bench/sustained.py).
+Results go to bench/results/<date>.json and are printed.
 """
 
 import argparse
@@ -27,21 +31,43 @@ import json
 import logging
 import os
 
-from bench.common import RESULTS_DIR, ROOT, START_DATE, STATE_DIR, history_days, machine, progress
+from bench.common import (
+    LARGE_SCALE_HISTORY_DAYS,
+    LARGE_SCALE_ORGANIZATIONS,
+    RESULTS_DIR,
+    ROOT,
+    START_DATE,
+    STATE_DIR,
+    history_days,
+    machine,
+    progress,
+)
 
 # Before anything imports the code location or Dagster reads them.
 os.environ["DASHBOARD_HISTORY_START"] = START_DATE.isoformat()
 
-from bench import backfill, baseline, change_capture, concurrency, freshness, load, read_path, sensor_tick  # noqa: E402
+from bench import (  # noqa: E402
+    backfill,
+    baseline,
+    change_capture,
+    concurrency,
+    freshness,
+    load,
+    read_path,
+    sensor_tick,
+    sustained,
+)
 from bench.common import generated_database  # noqa: E402
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
 
 PER_SCALE = ["backfill", "capture", "sensor", "read", "load", "baseline"]
+# The sustained stream's demos: (organizations, days of history).
+SUSTAINED_DEMOS = ((freshness.ORGANIZATIONS, freshness.DEMO_DAYS), (LARGE_SCALE_ORGANIZATIONS, LARGE_SCALE_HISTORY_DAYS))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("benchmarks", nargs="*", help=f"{', '.join(PER_SCALE)}, freshness (default: all)")
+    parser.add_argument("benchmarks", nargs="*", help=f"{', '.join(PER_SCALE)}, freshness, sustained (default: all)")
     parser.add_argument("--orgs", type=int, nargs="+", default=[1, 10, 100, 1000])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each refresh and tick measured")
     parser.add_argument("--calls", type=int, default=1000, help="read-path calls per measurement")
@@ -49,8 +75,12 @@ def main() -> None:
                         help=f"the load stage's users' mean pause between dashboard loads (default: "
                              f"{load.THINK_SECONDS}, {load.USERS} users then load about "
                              f"{load.USERS / load.THINK_SECONDS:.0f} dashboards a second)")
+    parser.add_argument("--sustained-minutes", type=float, default=20, help="the sustained stream's length")
+    parser.add_argument("--rate", type=float, default=5, help="the sustained stream's transactions a second")
+    parser.add_argument("--sustained-orgs", type=int, nargs="+", choices=[orgs for orgs, _ in SUSTAINED_DEMOS],
+                        default=[orgs for orgs, _ in SUSTAINED_DEMOS], help="the sustained stage's demos")
     args = parser.parse_args()
-    known = [*PER_SCALE, "freshness"]
+    known = [*PER_SCALE, "freshness", "sustained"]
     args.benchmarks = args.benchmarks or known
     if unknown := set(args.benchmarks) - set(known):
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
@@ -60,13 +90,18 @@ def main() -> None:
 
     results = {"date": dt.date.today().isoformat(), "machine": machine(), "postgres": "16.2 (embedded pgserver)",
                "command": "python -m bench " + " ".join(args.benchmarks) + " --orgs " + " ".join(map(str, args.orgs))
-               + (f" --think-seconds {args.think_seconds}" if args.think_seconds != load.THINK_SECONDS else ""),
+               + (f" --think-seconds {args.think_seconds}" if args.think_seconds != load.THINK_SECONDS else "")
+               + (f" --sustained-minutes {args.sustained_minutes} --rate {args.rate}"
+                  if "sustained" in args.benchmarks else ""),
                "scales": []}
     if "freshness" in args.benchmarks:
         progress("freshness: the demo, 20 changes to Redis")
         results["freshness"] = freshness.measure()
         progress(f"freshness: p50 {results['freshness']['freshness_p50_seconds']} s, "
                  f"p95 {results['freshness']['freshness_p95_seconds']} s")
+    if "sustained" in args.benchmarks:
+        results["sustained"] = [sustained.measure(orgs, days, args.sustained_minutes, args.rate)
+                                for orgs, days in SUSTAINED_DEMOS if orgs in args.sustained_orgs]
     if set(args.benchmarks) & set(PER_SCALE):
         server = LocalPostgres(STATE_DIR / "postgres")
         redis_server = LocalRedis(STATE_DIR / "redis")

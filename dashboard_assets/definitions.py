@@ -17,8 +17,10 @@ from dashboard_assets.automation.freshness import (
     with_freshness,
 )
 from dashboard_assets.automation.schedules import schedules
-from dashboard_assets.automation.sensors import source_changes_sensor
+from dashboard_assets.automation.change_refresh import change_refresh_job
+from dashboard_assets.automation.sensors import full_refresh_job, source_changes_sensor
 from dashboard_assets.maintenance.assets import table_maintenance
+from dashboard_assets.maintenance.run_retention import run_retention_job, run_retention_schedule
 from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
@@ -40,7 +42,8 @@ defs = dg.Definitions(
         ),
     ],
     asset_checks=partition_freshness_checks,
-    schedules=[*schedules, partition_freshness_schedule],
+    jobs=[change_refresh_job, full_refresh_job, run_retention_job],
+    schedules=[*schedules, partition_freshness_schedule, run_retention_schedule],
     sensors=[source_changes_sensor, alerts_sensor],
     resources=build_resources(),
     executor=dg.in_process_executor,

@@ -1,8 +1,9 @@
 """A source on a streaming replica: before a step takes its snapshot there,
 the replica must have replayed everything the run has to see.
 
-A run the change sensor requests carries the WAL position it read the
-changes up to (the run tag `dashboard/source_lsn`); any other run (a
+A pass of the change refresh must see the newest WAL position its pending
+work was captured at, and a run the change sensor requests the position it
+read the changes up to (the run tag `dashboard/source_lsn`); any other run (a
 schedule, a backfill, the UI) must see at least what the primary had flushed
 when the step started. A step whose source is the target's database has
 nothing to wait for, and on a primary the check holds at once. A replica

@@ -17,6 +17,7 @@ BATCH_ORGANIZATION_DAYS = "DASHBOARD_BATCH_ORGANIZATION_DAYS"
 CONCURRENT_BATCHES = "DASHBOARD_CONCURRENT_BATCHES"
 ALERT_WEBHOOK_URL = "DASHBOARD_ALERT_WEBHOOK_URL"
 UI_URL = "DASHBOARD_UI_URL"
+RUN_RETENTION_DAYS = "DASHBOARD_RUN_RETENTION_DAYS"
 
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_REDIS_PREFIX = "dashboard"
@@ -29,6 +30,8 @@ DEFAULT_BATCH_ORGANIZATION_DAYS = 100_000
 DEFAULT_CONCURRENT_BATCHES = 2
 # How long a step waits for a replica source to replay what its run must see.
 DEFAULT_SOURCE_REPLAY_TIMEOUT_SECONDS = 60
+# Finished runs are kept this many days (those holding a latest event, for ever).
+DEFAULT_RUN_RETENTION_DAYS = 7
 
 
 class SettingsError(ValueError):
@@ -77,6 +80,11 @@ def batch_organization_days() -> int:
 def concurrent_batches() -> int:
     """How many batches of one refresh run at once."""
     return positive_int(CONCURRENT_BATCHES, DEFAULT_CONCURRENT_BATCHES)
+
+
+def run_retention_days() -> int:
+    """How many days finished runs are kept."""
+    return positive_int(RUN_RETENTION_DAYS, DEFAULT_RUN_RETENTION_DAYS)
 
 
 def require_http_url(name: str, value: str) -> str:

@@ -1,5 +1,6 @@
 """Shared test steps: materializing rollups and reading tables back."""
 
+import contextlib
 import datetime as dt
 import time
 
@@ -8,12 +9,11 @@ import pandas as pd
 import psycopg
 import sqlalchemy as sa
 
+from dashboard_assets.automation.change_refresh import change_refresh_job, pending_work, refresh_pending
 from dashboard_assets.automation.sensors import build_source_changes_sensor
 from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.resources import PostgresResource, RedisResource
-from dashboard_assets.rollups.assets import CURRENT_STATE, DAILY_ROLLUPS, current_state_asset, daily_rollup_assets
-from dashboard_assets.rollups.refresh import refresh
-from dashboard_assets.scope import tagged_organizations
+from dashboard_assets.rollups.assets import RECONCILES_WITH_SOURCE, current_state_asset, daily_rollup_assets
 from dashboard_assets_tests import reference
 
 ROLLUP_ASSETS = [*daily_rollup_assets, current_state_asset]
@@ -61,6 +61,18 @@ def before_insert_on_daily_metrics(database_url: str, name: str, body: str) -> N
         CREATE TRIGGER {name} BEFORE INSERT ON dashboard.daily_metrics FOR EACH ROW EXECUTE FUNCTION {name}();
         """,
     )
+
+
+def backends_sleeping_in_a_trigger(database_url: str) -> list[int]:
+    """The sessions of the database sleeping in pg_sleep (a trigger holding them)."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'")]
+
+
+def backends_alive(database_url: str, pids: list[int]) -> bool:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
 
 
 def read_table(database_url: str, query: str, **params) -> pd.DataFrame:
@@ -149,12 +161,12 @@ _SENSOR_WITHOUT_WAITING = build_source_changes_sensor(wait_seconds=0)
 
 
 def tick(database_url: str, redis_url: str, cursor: str | None, sensor=_SENSOR_WITHOUT_WAITING,
-         source_url: str = "") -> dg.SensorResult:
+         source_url: str = "", instance: dg.DagsterInstance | None = None) -> dg.SensorResult:
     """One evaluation of the change sensor from `cursor`, as a fresh process
-    would run it (with the source at `source_url` when given)."""
-    with dg.instance_for_test() as instance:
+    would run it (with the source at `source_url`, and on `instance`, when given)."""
+    with contextlib.nullcontext(instance) if instance else dg.instance_for_test() as on_instance:
         context = dg.build_sensor_context(
-            instance=instance,
+            instance=on_instance,
             cursor=cursor,
             resources={"postgres": PostgresResource(database_url=database_url, source_database_url=source_url),
                        "redis": RedisResource(url=redis_url)},
@@ -162,34 +174,42 @@ def tick(database_url: str, redis_url: str, cursor: str | None, sensor=_SENSOR_W
         return sensor(context)
 
 
-def ranges(result: dg.SensorResult) -> list[tuple[str, str, list[str]]]:
-    """Each run request's (first day, last day, asset names), sorted."""
-    return sorted(
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"],
-         sorted(k.to_user_string() for k in r.asset_selection))
-        for r in result.run_requests
-    )
+def pending_days(database_url: str) -> dict[str, dict[dt.date, set[str]]]:
+    """What the change sensor left pending: per rollup, the organizations of each day."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return pending_work(conn).days
 
 
-_ROLLUPS_BY_NAME = {rollup.name: rollup for rollup in DAILY_ROLLUPS}
+def pending_organizations(database_url: str) -> dict[str, set[str]]:
+    """What the change sensor left pending: per undated asset, its organizations."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return pending_work(conn).organizations
+
+
+def refresh_pending_now(database_url: str, redis_url: str | None = None, source_url: str = "") -> list:
+    """One pass of the change refresh over everything pending (what a
+    change_refresh run does, without the run); its events. Without
+    `redis_url` what publishes to Redis stays pending."""
+    postgres = PostgresResource(database_url=database_url, source_database_url=source_url)
+    return list(refresh_pending(postgres, RedisResource(url=redis_url) if redis_url else None))
+
+
+def run_change_refresh(database_url: str, redis_url: str, postgres: PostgresResource | None = None,
+                       **kwargs) -> dg.ExecuteInProcessResult:
+    """A change_refresh run as the sensor requests it (with `postgres` when
+    given), ending after one pass."""
+    return change_refresh_job.execute_in_process(
+        run_config={"ops": {"refresh_pending_changes": {"config": {"idle_seconds": 0}}}},
+        resources={"postgres": postgres or PostgresResource(database_url=database_url),
+                   "redis": RedisResource(url=redis_url)},
+        **kwargs)
 
 
 def refresh_what_the_sensor_requests(database_url: str, redis_url: str, cursor: str) -> str:
-    """One sensor tick, then each requested run's rollups refreshed over its
-    range for its organizations (what the run's steps do, without the run);
-    returns the new cursor."""
+    """One sensor tick, then one pass of the change refresh over what it left
+    pending (its rollups and snapshot); returns the new cursor."""
     result = tick(database_url, redis_url, cursor)
-    for request in result.run_requests:
-        start = request.tags.get("dagster/asset_partition_range_start")
-        end = request.tags.get("dagster/asset_partition_range_end")
-        organizations = tagged_organizations(request.tags)
-        for key in request.asset_selection:
-            name = key.to_user_string()
-            if name in _ROLLUPS_BY_NAME:
-                outcome = refresh(_ROLLUPS_BY_NAME[name], source_url=database_url, target_url=database_url,
-                                  start=dt.date.fromisoformat(start), end=dt.date.fromisoformat(end),
-                                  organizations=organizations)
-                assert outcome.committed, (name, start, end, outcome.mismatches)
-        assert refresh(CURRENT_STATE, source_url=database_url, target_url=database_url,
-                       organizations=organizations).committed
+    for event in refresh_pending_now(database_url, redis_url):
+        if isinstance(event, dg.AssetCheckEvaluation) and event.check_name == RECONCILES_WITH_SOURCE:
+            assert event.passed, event
     return result.cursor

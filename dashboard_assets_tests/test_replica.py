@@ -12,12 +12,11 @@ import dagster as dg
 import psycopg
 import pytest
 
-from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.automation.pgoutput import lsn_value
 from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.replica import SOURCE_POSITION_TAG, wait_for_source
-from dashboard_assets.resources import PostgresResource, RedisResource
-from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+from dashboard_assets.resources import PostgresResource
+from dashboard_assets.rollups.assets import daily_rollup_assets
 from dashboard_assets.sources import SOURCE_TABLES
 from dashboard_assets_tests import reference
 from dashboard_assets_tests.helpers import (
@@ -28,6 +27,7 @@ from dashboard_assets_tests.helpers import (
     execute,
     materialize_days,
     rollup_rows,
+    run_change_refresh,
     sources,
     tick,
 )
@@ -37,7 +37,6 @@ DAY = dt.date(2025, 3, 14)
 # Long enough for any wait below; short enough that a test stuck on it fails fast.
 TIMEOUT_SECONDS = 30
 RESUME_AFTER_SECONDS = 2.0
-EVERY_ASSET = [*daily_rollup_assets, current_state_asset, *analytics_assets, dashboard_cache]
 
 
 def reading(standby_url: str, target_url: str, timeout_seconds: int = TIMEOUT_SECONDS) -> PostgresResource:
@@ -110,19 +109,18 @@ def test_no_change_is_lost_while_the_standby_lags(database_url, standby_url, red
     committed_at = fetch_value(database_url, "SELECT pg_current_wal_flush_lsn()::text")
 
     # Change capture reads the primary: the tick sees the change the paused standby has not replayed.
-    result = tick(database_url, redis_url, cursor, source_url=standby_url)
-    assert result.run_requests
+    (request,) = tick(database_url, redis_url, cursor, source_url=standby_url).run_requests
     assert not fetch_value(standby_url, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (committed_at,))
     assert fetch_value(standby_url, "SELECT count(*) FROM pg_replication_slots") == 0
-    for request in result.run_requests:
-        assert lsn_value(request.tags[SOURCE_POSITION_TAG]) >= lsn_value(committed_at)
+    assert lsn_value(request.tags[SOURCE_POSITION_TAG]) >= lsn_value(committed_at)
+    # the pending work carries the position its refresh must see
+    assert lsn_value(fetch_value(database_url, "SELECT max(source_lsn)::text FROM dashboard.pending_days")) \
+        >= lsn_value(committed_at)
 
-    resources = {"postgres": reading(standby_url, database_url), "redis": RedisResource(url=redis_url)}
     began = time.monotonic()
     resume = resume_replay_later(standby_url)
-    for request in result.run_requests:
-        run = dg.materialize(EVERY_ASSET, selection=request.asset_selection, tags=request.tags, resources=resources)
-        assert run.success and not retries(run)
+    run = run_change_refresh(database_url, redis_url, postgres=reading(standby_url, database_url))
+    assert run.success and not retries(run)
     resume.join()
     assert time.monotonic() - began >= RESUME_AFTER_SECONDS  # the run waited for the standby
     assert_rollups_match_reference(database_url, *MARCH)

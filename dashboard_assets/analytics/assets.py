@@ -153,34 +153,38 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
     def _analytics(
         context: dg.AssetExecutionContext, config: AnalyticsConfig, postgres: PostgresResource, redis: RedisResource
     ) -> dg.MaterializeResult:
-        params = {"as_of": parse_as_of(config.as_of), "organization_ids": tagged_organizations(context.run.tags)}
-        rows = replace_table(
-            spec.query(),
-            params,
-            source_url=postgres.source_url_for_run(context.run.tags) if spec.reads_source else postgres.database_url,
-            target_url=postgres.database_url,
-            table=spec.name,
-        )
-        dashboard_cache = redis.cache()
-        published = publish(
-            payload_query(spec.name),
-            params,
-            database_url=postgres.database_url,
-            cache=dashboard_cache,
-            key=lambda org: spec.redis_key(dashboard_cache.keys, org),
-            ttl_seconds=cache.TTL_SECONDS[spec.name],
-        )
-        context.log.info(f"{spec.name}: {rows} organizations stored, {len(published)} Redis keys written")
-        return dg.MaterializeResult(metadata={
-            "organizations": rows,
-            "redis_keys_written": len(published),
-            "preview": dg.MetadataValue.md(preview_markdown(published, spec.preview)),
-        })
+        source_url = postgres.source_url_for_run(context.run.tags) if spec.reads_source else postgres.database_url
+        metadata = refresh_analytics(spec, database_url=postgres.database_url, source_url=source_url,
+                                     store=redis.cache(), organizations=tagged_organizations(context.run.tags),
+                                     as_of=parse_as_of(config.as_of))
+        context.log.info(f"{spec.name}: {metadata['organizations']} organizations stored, "
+                         f"{metadata['redis_keys_written']} Redis keys written")
+        return dg.MaterializeResult(metadata=metadata)
 
     return _analytics
 
 
+def refresh_analytics(spec: Analytics, *, database_url: str, source_url: str, store: cache.DashboardCache,
+                      organizations: list[str] | None, as_of: dt.datetime | None) -> dict:
+    """Replace the values of `organizations` (every one when None) in
+    `dashboard.<name>` and publish them to Redis; returns the materialization's
+    metadata."""
+    params = {"as_of": as_of, "organization_ids": organizations}
+    rows = replace_table(spec.query(), params, source_url=source_url, target_url=database_url, table=spec.name)
+    published = publish(
+        payload_query(spec.name),
+        params,
+        database_url=database_url,
+        cache=store,
+        key=lambda org: spec.redis_key(store.keys, org),
+        ttl_seconds=cache.TTL_SECONDS[spec.name],
+    )
+    return {"organizations": rows, "redis_keys_written": len(published),
+            "preview": dg.MetadataValue.md(preview_markdown(published, spec.preview))}
+
+
 analytics_assets = [build_analytics_asset(spec) for spec in ANALYTICS]
+ANALYTICS_BY_NAME = {spec.name: spec for spec in ANALYTICS}
 
 
 def _first_monday_on_or_after(day: dt.date) -> dt.date:
@@ -265,11 +269,22 @@ def dashboard_cache(
     `dashboard:summary:{org}` (month to date beside the previous month), 5 min. In a run the change sensor
     requested, only the changed organizations: their warmed values are overwritten and their other cached
     read-path values deleted, so that a reader never misses a warmed key."""
-    as_of = parse_as_of(config.as_of)
-    store = redis.cache()
+    metadata = warm_cache(postgres.database_url, redis.cache(), tagged_organizations(context.run.tags),
+                          parse_as_of(config.as_of))
+    if "keys_invalidated" in metadata:
+        context.log.info(f"invalidated {metadata['keys_invalidated']} other keys of the changed organizations")
+    context.log.info(f"warmed {metadata['redis_keys_written']} keys for {metadata['organizations']} organizations")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def warm_cache(database_url: str, store: cache.DashboardCache, changed: list[str] | None,
+               as_of: dt.datetime | None) -> dict:
+    """Warm the read path's opening ranges and summary of the `changed`
+    organizations (their other cached values deleted), or of every
+    organization active in the last 30 days when None; returns the
+    materialization's metadata."""
     entries = []
-    changed = tagged_organizations(context.run.tags)
-    with raw_connection(postgres.database_url) as conn, snapshot(conn):
+    with raw_connection(database_url) as conn, snapshot(conn):
         organizations = changed or [str(row[0]) for row in conn.execute(
             load_sql(_SQL, "active_organizations.sql"), {"as_of": as_of, "organization_ids": None})]
         for org in organizations:
@@ -280,13 +295,12 @@ def dashboard_cache(
                                            cache.TTL_SECONDS["metrics"]))
             entries.append(cache.Entry(org, store.keys.summary(org), summary(conn, org, today, as_of),
                                        cache.TTL_SECONDS["summary"]))
+    metadata = {"organizations": len(organizations)}
     if changed:
         warmed = {entry.key for entry in entries}
-        invalidated = sum(store.invalidate_metrics(org, keep=warmed) for org in changed)
-        context.log.info(f"invalidated {invalidated} other keys of {len(changed)} changed organizations")
-    written = store.write(entries)
-    context.log.info(f"warmed {written} keys for {len(organizations)} organizations")
-    return dg.MaterializeResult(metadata={"organizations": len(organizations), "redis_keys_written": written})
+        metadata["keys_invalidated"] = sum(store.invalidate_metrics(org, keep=warmed) for org in changed)
+    metadata["redis_keys_written"] = store.write(entries)
+    return metadata
 
 
 def summary(conn, org: str, today: dt.date, as_of: dt.datetime | None) -> dict:

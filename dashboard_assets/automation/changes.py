@@ -1,10 +1,11 @@
 """What captured changes mean for the pipeline: the (rollup, organization,
-day) they affect, the runs that refresh exactly those, and the activity feed."""
+day) and the undated assets of the organizations they affect, marked pending
+for the change refresh; what a capture restart or a TRUNCATE refreshes
+instead; and the activity feed."""
 
 import datetime as dt
 import struct
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ _SQL = "dashboard_assets.automation.sql"
 DAILY_ROLLUPS = tuple(rollup.name for rollup in rollup_assets.DAILY_ROLLUPS)
 
 # The captured source tables and, for each, the columns that place a change on
-# the days it affects (their meaning is in sql/affected_days.sql).
+# the days it affects (their meaning is in sql/mark_pending_days.sql).
 CAPTURED_COLUMNS = {
     "organizations": ("id",),
     "products": ("organization_id", "id"),
@@ -52,24 +53,27 @@ ALWAYS_REFRESHED = ("current_state", "dashboard_cache")
 FULL_REFRESH = (*DAILY_ROLLUPS, *ALWAYS_REFRESHED, *sorted({d for ds in DEPENDENTS_BY_TABLE.values() for d in ds}))
 
 
+# Listened to by the change refresh: pending work was marked.
+PENDING_CHANNEL = "dashboard_pending_refresh"
+
+
 @dataclass(frozen=True)
-class Refresh:
-    """One run: a contiguous range of days (None: no partition), the assets
-    refreshed over it, and the organizations it refreshes (None: every one)."""
+class FullRefresh:
+    """A refresh of every day of every organization: the assets it refreshes."""
 
-    days: tuple[dt.date, dt.date] | None
     assets: tuple[str, ...]
-    organizations: tuple[str, ...] | None
 
 
-def record(conn: psycopg.Connection, changes: CapturedChanges,
-           first_day: dt.date, last_day: dt.date) -> set[tuple[str, str, dt.date]]:
-    """The (rollup, organization, day) within [first_day, last_day] that the
-    changes affect; keeps their newest changes for the activity feed. One
-    transaction on the primary: the decoded rows are copied in as they were
-    decoded (binary COPY into temporary tables), and set-based SQL does the rest."""
+def record(conn: psycopg.Connection, changes: CapturedChanges, first_day: dt.date, last_day: dt.date) -> int:
+    """Mark pending what the changes affect: the (rollup, organization, day)
+    within [first_day, last_day], and the undated assets of every changed
+    organization (also when no day in range changed); keep their newest
+    changes for the activity feed; wake the change refresh. One transaction on
+    the primary: the decoded rows are copied in as they were decoded (binary
+    COPY into temporary tables), and set-based SQL does the rest. Returns the
+    (rollup, organization, day) marked."""
     if changes.empty:
-        return set()
+        return 0
     with conn.transaction():
         conn.execute(load_sql(_SQL, "decoded_changes.sql"))
         with conn.cursor() as cur:
@@ -78,11 +82,23 @@ def record(conn: psycopg.Connection, changes: CapturedChanges,
             with cur.copy("COPY decoded_activity FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_binary_copy(_activity_rows(changes)))
         conn.execute("ANALYZE decoded_versions")  # row counts for the plan's joins
-        rows = conn.execute(load_sql(_SQL, "affected_days.sql"),
-                            {"first_day": first_day, "last_day": last_day, "rollups": list(DAILY_ROLLUPS)}).fetchall()
+        marked = conn.execute(load_sql(_SQL, "mark_pending_days.sql"), {"first_day": first_day, "last_day": last_day,
+                                                   "rollups": list(DAILY_ROLLUPS),
+                                                   "position": changes.position}).rowcount
+        conn.execute(load_sql(_SQL, "mark_pending_organizations.sql"),
+                     {"assets": list(undated_assets(changes)), "organizations": sorted(changes.activity),
+                      "position": changes.position})
         conn.execute(load_sql(_SQL, "keep_activity.sql"))
         conn.execute(load_sql(_SQL, "prune_activity.sql"), {"keep": ACTIVITY_DEPTH})
-    return {(rollup, str(org), day) for rollup, org, day in rows}
+        conn.execute("SELECT pg_notify(%s, '')", (PENDING_CHANNEL,))
+    return marked
+
+
+def undated_assets(changes: CapturedChanges) -> tuple[str, ...]:
+    """The undated assets a changed organization's change refresh refreshes:
+    the snapshot and the warmed cache, and the analytics that read the changed tables."""
+    tables = set(changes.versions) | changes.truncated
+    return (*ALWAYS_REFRESHED, *sorted({d for t in tables for d in DEPENDENTS_BY_TABLE.get(t, ())}))
 
 
 # The columns of the temporary table decoded_versions after its source_table.
@@ -122,44 +138,16 @@ def _binary_copy(rows: Iterable[tuple[bytes | None, ...]]) -> bytes:
     return b"".join(parts)
 
 
-def plan_refreshes(changes: CapturedChanges, affected: set[tuple[str, str, dt.date]],
-                   first_day: dt.date, last_day: dt.date) -> list[Refresh]:
-    """One run per contiguous range of affected days, each with the rollups
-    and organizations changed in it; a TRUNCATE or a capture restart refreshes
-    every day of every organization. Changes that affect no day in range
-    (dates beyond the partitions) still refresh the snapshot and the cache of
-    their organizations."""
-    tables = set(changes.versions) | changes.truncated
-    dependents = tuple(sorted({d for t in tables for d in DEPENDENTS_BY_TABLE.get(t, ())}))
+def full_refresh(changes: CapturedChanges) -> FullRefresh | None:
+    """What must be refreshed over every day of every organization: everything
+    after a capture restart, a truncated table's rollups (with the undated
+    assets) after a TRUNCATE, which names no rows; None otherwise."""
     if changes.restart_reason:
-        return [Refresh((first_day, last_day), FULL_REFRESH, None)]
+        return FullRefresh(FULL_REFRESH)
     if changes.truncated:
         rollups = sorted({r for t in changes.truncated for r in ROLLUPS_BY_TABLE[t]})
-        return [Refresh((first_day, last_day), (*rollups, *ALWAYS_REFRESHED, *dependents), None)]
-    by_day: dict[dt.date, list[tuple[str, str]]] = defaultdict(list)
-    for rollup, org, day in affected:
-        by_day[day].append((rollup, org))
-    refreshes = []
-    for start, end in _contiguous(sorted(by_day)):
-        in_range = [pair for offset in range((end - start).days + 1)
-                    for pair in by_day[start + dt.timedelta(days=offset)]]
-        rollups = tuple(sorted({rollup for rollup, _ in in_range}))
-        organizations = tuple(sorted({org for _, org in in_range}))
-        refreshes.append(Refresh((start, end), (*rollups, *ALWAYS_REFRESHED, *dependents), organizations))
-    if not refreshes and changes.activity:
-        refreshes.append(Refresh(None, ALWAYS_REFRESHED, tuple(sorted(changes.activity))))
-    return refreshes
-
-
-def _contiguous(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Sorted days as runs of consecutive days, (first, last) each."""
-    ranges: list[list[dt.date]] = []
-    for day in days:
-        if ranges and day - ranges[-1][1] == dt.timedelta(days=1):
-            ranges[-1][1] = day
-        else:
-            ranges.append([day, day])
-    return [(start, end) for start, end in ranges]
+        return FullRefresh((*rollups, *undated_assets(changes)))
+    return None
 
 
 def activity_pages(database_url: str, organizations: list[str], page_size: int, pages: int) -> dict[str, list[list]]:

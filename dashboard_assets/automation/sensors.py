@@ -1,18 +1,21 @@
-"""The change sensor: committed source changes reach the rollups and Redis in
-seconds, refreshing only the days and organizations that changed."""
+"""The change sensor: committed source changes are marked pending for the
+change refresh within a second, and the change refresh is kept running while
+anything is pending; a capture restart or a TRUNCATE refreshes everything."""
 
 import datetime as dt
+import time
 
 import dagster as dg
 
 from dashboard_assets import cache
 from dashboard_assets.automation.capture import read_changes
+from dashboard_assets.automation.change_refresh import JOB_NAME, change_refresh_job, worker_running
 from dashboard_assets.automation.changes import (
     CAPTURED_COLUMNS,
     FULL_REFRESH,
-    Refresh,
+    FullRefresh,
     activity_pages,
-    plan_refreshes,
+    full_refresh,
     record,
 )
 from dashboard_assets.db import autocommit_connection
@@ -25,7 +28,6 @@ from dashboard_assets.rollups.assets import (
     RECONCILES_WITH_SOURCE,
     VALUES_ARE_POSSIBLE,
 )
-from dashboard_assets.scope import organizations_tag
 
 ACTIVITY_PAGE_SIZE = 20
 ACTIVITY_PAGES = 5
@@ -40,6 +42,21 @@ WAIT_FOR_CHANGES_SECONDS = 4.0
 RESTART_TAG = "dashboard/capture_restart"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ROLLUP_NAMES = {rollup.name for rollup in (*DAILY_ROLLUPS, CURRENT_STATE)}
+# A started change refresh run that does not hold the worker lock and has
+# logged nothing for this long has lost its worker (a run takes the lock as
+# its step begins, and logs its end as soon as it lets go of it).
+SILENT_WORKER_SECONDS = 30
+# After a change refresh run failed, the next one is requested this much later.
+FAILED_RUN_BACKOFF_SECONDS = 30
+_WAITING = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING]
+_IN_FLIGHT = [*_WAITING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+full_refresh_job = dg.define_asset_job(
+    "capture_full_refresh",
+    selection=dg.AssetSelection.assets(*FULL_REFRESH),
+    description="Every day of every organization, requested by source_changes_sensor when change capture "
+                "restarted or a source table was truncated.",
+)
 
 
 def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) -> dg.SensorDefinition:
@@ -49,62 +66,96 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         name="source_changes_sensor",
         minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        target=dg.AssetSelection.assets(*FULL_REFRESH),
+        jobs=[change_refresh_job, full_refresh_job],
     )
     def source_changes_sensor(
         context: dg.SensorEvaluationContext, postgres: PostgresResource, redis: RedisResource
     ) -> dg.SensorResult:
-        """Reads the committed source changes from the replication slot after the stored WAL position,
-        turns them into the (rollup, organization, day) they affect and requests one ranged run per
-        contiguous range of days, narrowed to the organizations changed in it, with the snapshot, the
-        cache warming of those organizations and, when their inputs changed, the funnel and the product
-        mix. Each run carries the WAL position the changes were read up to (`dashboard/source_lsn`),
-        which a replica source replays before the run reads it. Pushes those organizations' activity
-        feed. The slot is read on the primary only. When capture had to restart (slot missing, lost
-        or moved) it refreshes every day of every organization; when capture is broken the tick fails
-        and says what to fix."""
+        """Reads the committed source changes from the replication slot after the stored WAL position and
+        marks pending, in the same transaction, the (rollup, organization, day) they affect and the changed
+        organizations' snapshot, warmed cache and, when their inputs changed, funnel and product mix. Then
+        requests a change_refresh run when work is pending and none is running or waiting to start: at
+        most one works and one waits, whatever the rate of changes. Pushes the changed organizations'
+        activity feed. The slot is read on the primary only. When capture had to restart (slot missing,
+        lost or moved) it requests a refresh of every day of every organization; when capture is broken
+        the tick fails and says what to fix."""
         first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
         last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
         with autocommit_connection(postgres.database_url) as conn:
             changes = read_changes(conn, context.cursor, CAPTURED_COLUMNS, wait_seconds)
-            affected = record(conn, changes, first_day, last_day)
+            marked = record(conn, changes, first_day, last_day)
+            pending = _anything_pending(conn)
+            running = pending and worker_running(conn)
         if changes.restart_reason:
             context.log.warning(f"change capture restarted: {changes.restart_reason}; "
                                 "refreshing every day of every organization")
-        refreshes = plan_refreshes(changes, affected, first_day, last_day)
-        if not refreshes:
-            return dg.SensorResult(skip_reason="no source changes", cursor=changes.position)
-        after = context.cursor or "start"
-        run_requests = [_run_request(refresh, changes.position, f"changes:{after}:{changes.position}",
-                                     changes.restart_reason) for refresh in refreshes]
+        run_requests = []
+        if full := full_refresh(changes):
+            run_requests.append(_full_refresh_request(full, first_day, last_day, changes.position,
+                                                      f"changes:{context.cursor or 'start'}:{changes.position}",
+                                                      changes.restart_reason))
+        if pending and not running and (why_not := _change_refresh_waits(context.instance)) is None:
+            run_requests.append(dg.RunRequest(job_name=JOB_NAME, run_key=f"pending:{changes.position}",
+                                              tags=source_position_tag(changes.position)))
+        elif pending:
+            context.log.debug(f"pending work left to the change refresh: {'running' if running else why_not}")
         organizations = sorted(changes.activity)
-        context.log.info(f"{len(run_requests)} runs for {len(organizations)} changed organizations")
-        if not organizations:
-            return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
-        try:
-            pushed = push_activity(postgres.database_url, redis.cache(), organizations)
-            context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
-        except cache.UNAVAILABLE as error:
-            context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
+        if organizations:
+            context.log.info(f"{marked} (rollup, organization, day) marked pending for "
+                             f"{len(organizations)} changed organizations")
+            try:
+                pushed = push_activity(postgres.database_url, redis.cache(), organizations)
+                context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
+            except cache.UNAVAILABLE as error:
+                context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
+        if not run_requests and not organizations:
+            return dg.SensorResult(skip_reason="no source changes", cursor=changes.position)
         return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
 
     return source_changes_sensor
 
 
-def _run_request(refresh: Refresh, position: str, run_key: str, restart_reason: str | None) -> dg.RunRequest:
-    """The run of a refresh of the changes read up to `position` (a replica
-    source must replay it before the run reads), with the checks its rollups
+def _anything_pending(conn) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT FROM dashboard.pending_days)"
+                        " OR EXISTS (SELECT FROM dashboard.pending_organizations)").fetchone()[0]
+
+
+def _change_refresh_waits(instance: dg.DagsterInstance) -> str | None:
+    """Why no change refresh run is to be requested now, though work is
+    pending and no run holds the worker lock (None: request one). A started
+    run without the lock that has logged nothing for a while has lost its
+    worker (killed): it is marked failed."""
+    now = time.time()
+    for run_record in instance.get_run_records(dg.RunsFilter(job_name=JOB_NAME, statuses=_IN_FLIGHT)):
+        run = run_record.dagster_run
+        if run.status in _WAITING:
+            return f"run {run.run_id} waits to start"
+        (last,) = instance.get_records_for_run(run.run_id, ascending=False, limit=1).records or (None,)
+        if last is not None and now - last.event_log_entry.timestamp < SILENT_WORKER_SECONDS:
+            return f"run {run.run_id} is starting or ending"
+        instance.report_run_failed(run, f"its worker holds no change refresh lock and has logged nothing for "
+                                        f"{SILENT_WORKER_SECONDS} s: its process is gone")
+        return None  # replaced at once
+    latest = instance.get_run_records(dg.RunsFilter(job_name=JOB_NAME), limit=1)
+    if latest and latest[0].dagster_run.status == dg.DagsterRunStatus.FAILURE \
+            and now - (latest[0].end_time or now) < FAILED_RUN_BACKOFF_SECONDS:
+        return f"run {latest[0].dagster_run.run_id} failed less than {FAILED_RUN_BACKOFF_SECONDS} s ago"
+    return None
+
+
+def _full_refresh_request(full: FullRefresh, first_day: dt.date, last_day: dt.date, position: str, run_key: str,
+                          restart_reason: str | None) -> dg.RunRequest:
+    """The ranged run over every day of every organization (a replica source
+    must replay `position` before the run reads), with the checks its rollups
     report (the partition freshness checks run on their own schedule)."""
-    tags = organizations_tag(refresh.organizations or ()) | source_position_tag(position)
-    if refresh.days:
-        tags |= {RANGE_START: refresh.days[0].isoformat(), RANGE_END: refresh.days[1].isoformat()}
-        run_key += f":{refresh.days[0]}:{refresh.days[1]}"
+    tags = source_position_tag(position) | {RANGE_START: first_day.isoformat(), RANGE_END: last_day.isoformat()}
     if restart_reason:
         tags[RESTART_TAG] = restart_reason
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=[dg.AssetKey(name) for name in refresh.assets],
-        asset_check_keys=[dg.AssetCheckKey(dg.AssetKey(name), check) for name in refresh.assets
+        job_name=full_refresh_job.name,
+        asset_selection=[dg.AssetKey(name) for name in full.assets],
+        asset_check_keys=[dg.AssetCheckKey(dg.AssetKey(name), check) for name in full.assets
                           if name in ROLLUP_NAMES for check in (RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE)],
         tags=tags,
     )

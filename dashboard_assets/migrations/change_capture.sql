@@ -78,3 +78,32 @@ CREATE TABLE IF NOT EXISTS dashboard.capture_restarts (
     reason        text NOT NULL,
     resumed_at    pg_lsn NOT NULL
 );
+
+-- The refresh work captured changes have left to do, until the change refresh
+-- has done it: the (rollup, organization, local day) whose rows may have
+-- changed, and the organizations whose undated assets (the snapshot, the
+-- warmed cache, the analytics that read the changed tables) must be refreshed.
+-- A change to a row already pending gives it a new version and WAL position,
+-- so that a refresh that read it before the change leaves it pending. The
+-- sensor's tick writes them in the transaction in which it decodes the
+-- changes, and a refresh deletes a row (at the version it read) only once
+-- what it wrote is committed: no change is dropped by a run that fails or
+-- is killed, or by a tick that dies.
+CREATE SEQUENCE IF NOT EXISTS dashboard.pending_refresh_version;
+CREATE TABLE IF NOT EXISTS dashboard.pending_days (
+    rollup           text NOT NULL,
+    organization_id  uuid NOT NULL,
+    day              date NOT NULL,
+    source_lsn       pg_lsn NOT NULL,
+    version          bigint NOT NULL DEFAULT nextval('dashboard.pending_refresh_version'),
+    captured_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rollup, organization_id, day)
+);
+CREATE TABLE IF NOT EXISTS dashboard.pending_organizations (
+    asset            text NOT NULL,
+    organization_id  uuid NOT NULL,
+    source_lsn       pg_lsn NOT NULL,
+    version          bigint NOT NULL DEFAULT nextval('dashboard.pending_refresh_version'),
+    captured_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (asset, organization_id)
+);

@@ -79,9 +79,9 @@ CURRENT_STATE = Rollup(
 
 def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
     """A rollup asset: replaces its days (a whole partition range in one run and
-    one transaction), for every organization or, in a change-driven run, for
-    the organizations that changed, and reports its two checks from the same
-    snapshot."""
+    one transaction), for every organization or for those the run's tag names,
+    and reports its two checks from the same snapshot. The change refresh
+    refreshes its changed days itself (automation/change_refresh.py)."""
 
     @dg.asset(
         name=rollup.name,
@@ -135,7 +135,7 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                          f"in {result.seconds:.2f} s")
         return dg.MaterializeResult(
             metadata=_materialization_metadata(result, start, end),
-            check_results=_check_results(rollup, result),
+            check_results=check_results(rollup, result),
         )
 
     return _rollup
@@ -158,31 +158,29 @@ def _materialization_metadata(result: RefreshResult, start: dt.date | None, end:
     return metadata
 
 
-def _check_results(rollup: Rollup, result: RefreshResult) -> list[dg.AssetCheckResult]:
+def check_results(rollup: Rollup, result: RefreshResult, *, as_evaluations: bool = False) -> list:
+    """The rollup's two checks of a refresh: results of the asset's own step,
+    or evaluations that a change refresh logs (the reconciliation blocking)."""
     mismatches = result.mismatches
-    return [
-        dg.AssetCheckResult(
-            asset_key=rollup.name,
-            check_name=RECONCILES_WITH_SOURCE,
-            passed=not mismatches,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "totals_compared": len(result.source_totals),
-                "mismatches": dg.MetadataValue.json(mismatches),
-                "committed": result.committed,
-            },
-        ),
-        dg.AssetCheckResult(
-            asset_key=rollup.name,
-            check_name=VALUES_ARE_POSSIBLE,
-            passed=not result.impossible_rows,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "impossible_rows": len(result.impossible_rows),
-                "examples": dg.MetadataValue.json([f"{org} {day}" for org, day in result.impossible_rows[:10]]),
-            },
-        ),
+    checks = [
+        (RECONCILES_WITH_SOURCE, not mismatches, {
+            "totals_compared": len(result.source_totals),
+            "mismatches": dg.MetadataValue.json(mismatches),
+            "committed": result.committed,
+        }),
+        (VALUES_ARE_POSSIBLE, not result.impossible_rows, {
+            "impossible_rows": len(result.impossible_rows),
+            "examples": dg.MetadataValue.json([f"{org} {day}" for org, day in result.impossible_rows[:10]]),
+        }),
     ]
+    if as_evaluations:
+        return [dg.AssetCheckEvaluation(asset_key=dg.AssetKey(rollup.name), check_name=name, passed=passed,
+                                        metadata=metadata, severity=dg.AssetCheckSeverity.ERROR,
+                                        blocking=name == RECONCILES_WITH_SOURCE)
+                for name, passed, metadata in checks]
+    return [dg.AssetCheckResult(asset_key=rollup.name, check_name=name, passed=passed,
+                                severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+            for name, passed, metadata in checks]
 
 
 daily_rollup_assets = [build_rollup_asset(rollup) for rollup in DAILY_ROLLUPS]

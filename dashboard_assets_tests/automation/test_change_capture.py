@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from dashboard_assets.automation import capture
-from dashboard_assets.automation.changes import CAPTURED_COLUMNS, FULL_REFRESH, plan_refreshes, record
+from dashboard_assets.automation.change_refresh import day_groups, pending_work
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS, FULL_REFRESH, full_refresh, record
 from dashboard_assets.db import libpq_url
 from dashboard_assets.generate import generate
 from dashboard_assets.migrations import migrate
@@ -36,9 +37,14 @@ def conn(empty_database_url):
 
 def read(conn, cursor: str | None = None) -> tuple[capture.CapturedChanges, set]:
     """One read of the stream after `cursor`, and the (rollup, organization,
-    day) it affects (its activity kept, as a sensor tick does)."""
+    day) it marks pending (its activity kept, as a sensor tick does)."""
     changes = capture.read_changes(conn, cursor, CAPTURED_COLUMNS)
-    return changes, record(conn, changes, *PARTITIONS)
+    conn.execute("DELETE FROM dashboard.pending_days")
+    marked = record(conn, changes, *PARTITIONS)
+    affected = {(rollup, org, day) for rollup, org, day in conn.execute(
+        "SELECT rollup, organization_id::text, day FROM dashboard.pending_days")}
+    assert marked == len(affected)
+    return changes, affected
 
 
 def position(conn) -> str:
@@ -139,8 +145,9 @@ def test_one_transaction_changing_two_organizations_affects_each_in_its_own_time
         order(conn, EARLY_4_MARCH, PERTH)
     changes, affected = read(conn, start)
     assert affected == {("daily_metrics", AUCKLAND, MARCH_4), ("daily_metrics", PERTH, MARCH_3)}
-    (refresh,) = plan_refreshes(changes, affected, *PARTITIONS)
-    assert refresh.days == (MARCH_3, MARCH_4) and refresh.organizations == tuple(sorted([AUCKLAND, PERTH]))
+    # refreshed as exactly those pairs: each day for its own organization
+    assert day_groups(pending_work(conn).days["daily_metrics"]) == [(MARCH_3, MARCH_3, [PERTH]),
+                                                                    (MARCH_4, MARCH_4, [AUCKLAND])]
 
 
 def test_a_row_moved_to_another_organization_and_across_midnight_affects_both(conn):
@@ -164,10 +171,9 @@ def test_a_truncate_refreshes_every_day_of_every_organization(conn):
     order(conn, LATE_3_MARCH)
     start = position(conn)
     conn.execute("TRUNCATE order_items")
-    changes, affected = read(conn, start)
-    (refresh,) = plan_refreshes(changes, affected, *PARTITIONS)
+    changes, _ = read(conn, start)
     assert changes.truncated == {"order_items"}
-    assert refresh.days == PARTITIONS and refresh.organizations is None and "daily_metrics" in refresh.assets
+    assert "daily_metrics" in full_refresh(changes).assets
 
 
 def test_the_same_changes_read_twice_are_kept_once_in_the_activity_feed(conn):
@@ -184,10 +190,9 @@ def restarts(conn) -> list[str]:
 
 def assert_capture_restarted(conn, cursor: str, because: str) -> None:
     """The next read restarts capture, says why, and asks for everything."""
-    changes, affected = read(conn, cursor)
+    changes, _ = read(conn, cursor)
     assert because in changes.restart_reason and because in restarts(conn)[-1]
-    (refresh,) = plan_refreshes(changes, affected, *PARTITIONS)
-    assert refresh.days == PARTITIONS and refresh.organizations is None and refresh.assets == FULL_REFRESH
+    assert full_refresh(changes).assets == FULL_REFRESH
     order(conn, LATE_3_MARCH)  # and then it goes on from the new slot
     assert read(conn, changes.position)[1] == {("daily_metrics", AUCKLAND, MARCH_3)}
 

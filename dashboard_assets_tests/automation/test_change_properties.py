@@ -1,5 +1,5 @@
 """Property: whatever sequence of inserts, updates and deletes reaches the
-source tables, refreshing exactly what the change sensor requests leaves every
+source tables, refreshing exactly what the change sensor marks pending leaves every
 rollup equal to the pandas computation over the raw tables.
 
 Hypothesis draws the sequences from the ugly cases: NULL and negative amounts,

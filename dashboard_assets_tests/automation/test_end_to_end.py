@@ -1,25 +1,23 @@
 """Inserts, updates and deletes in the source reach the rollups and the
-read path through Redis (a server or a cluster) via the sensor's runs alone,
+read path through Redis (a server or a cluster) via the sensor and its change refresh alone,
 and equal the pandas computation afterwards."""
 
 import datetime as dt
 import uuid
 
-import dagster as dg
 import psycopg
 
 from dashboard_assets import serving
-from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
-from dashboard_assets.resources import PostgresResource, RedisResource, redis_client
-from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
+from dashboard_assets.resources import redis_client
 from dashboard_assets_tests import reference_analytics as ref
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, on_a_server_and_a_cluster
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
     materialize_days,
     materialize_snapshot,
+    run_change_refresh,
     sources,
     tick,
     without_computed_at,
@@ -57,13 +55,9 @@ def test_source_changes_reach_rollups_and_redis(database_url, redis_url):
         conn.execute("DELETE FROM warranty_claims WHERE id IN (SELECT id FROM warranty_claims WHERE organization_id = %s"
                      " AND created_at BETWEEN '2025-03-05' AND '2025-03-25' ORDER BY id LIMIT 2)", (org,))
 
-    result = tick(database_url, redis_url, cursor)
-    assert result.run_requests
-    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)}
-    everything = [*daily_rollup_assets, current_state_asset, *analytics_assets, dashboard_cache]
-    for request in result.run_requests:
-        run = dg.materialize(everything, selection=request.asset_selection, tags=request.tags, resources=resources)
-        assert run.success
+    (request,) = tick(database_url, redis_url, cursor).run_requests
+    assert request.job_name == "change_refresh"
+    assert run_change_refresh(database_url, redis_url).success
 
     assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
     assert not store.client.exists(store.keys.metrics(org, *MARCH))  # the stale answer is gone

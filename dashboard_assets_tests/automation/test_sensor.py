@@ -1,8 +1,8 @@
 """The change sensor with a real instance, a real replication slot and real
-PostgreSQL: the stored position, the exact partitions and organizations
-requested, deletes and updates, restarts, long transactions, waiting."""
+PostgreSQL: the stored position, the exact days and organizations marked
+pending, the one change refresh run requested, deletes and updates,
+restarts, long transactions, waiting."""
 
-import datetime as dt
 import threading
 import time
 from zoneinfo import ZoneInfo
@@ -13,9 +13,7 @@ import pytest
 from dashboard_assets.automation.pgoutput import lsn_value
 from dashboard_assets.automation.sensors import build_source_changes_sensor
 from dashboard_assets.db import libpq_url
-from dashboard_assets.rollups.assets import RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE
-from dashboard_assets.scope import ORGANIZATIONS_TAG
-from dashboard_assets_tests.helpers import ranges, tick
+from dashboard_assets_tests.helpers import pending_days, pending_organizations, refresh_pending_now, tick
 
 
 def execute(conn_url: str, statement: str, params=()) -> None:
@@ -34,12 +32,6 @@ def organization(database_url) -> tuple[str, ZoneInfo]:
     return org, ZoneInfo(tz)
 
 
-def covered_days(requested: list[tuple[str, str, list[str]]]) -> set[dt.date]:
-    return {dt.date.fromisoformat(start) + dt.timedelta(days=i)
-            for start, end, _ in requested
-            for i in range((dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days + 1)}
-
-
 def test_no_changes_requests_nothing_and_moves_the_position(database_url, redis_url):
     first = tick(database_url, redis_url, None)
     assert not first.run_requests and first.skip_reason.skip_message == "no source changes"
@@ -48,8 +40,8 @@ def test_no_changes_requests_nothing_and_moves_the_position(database_url, redis_
     assert not second.run_requests and lsn_value(second.cursor) > lsn_value(first.cursor)
 
 
-def test_changes_become_ranged_runs_of_exactly_the_changed_days_and_organization(database_url, redis_url,
-                                                                                organization):
+def test_changes_are_marked_pending_on_exactly_the_changed_days_and_organization(database_url, redis_url,
+                                                                                 organization):
     org, tz = organization
     cursor = tick(database_url, redis_url, None).cursor
     order_created, order_first_completion = fetch_one(
@@ -68,32 +60,27 @@ def test_changes_become_ranged_runs_of_exactly_the_changed_days_and_organization
     execute(database_url, "UPDATE opportunities SET stage = 'won', probability = 100 WHERE id = "
             + first_of.format("opportunities", "AND stage NOT IN ('won', 'lost')"), (org,))
     result = tick(database_url, redis_url, cursor)
-    requested = ranges(result)
-
-    def assets_on(day: dt.date) -> list[str]:
-        return next(assets for start, end, assets in requested if start <= day.isoformat() <= end)
 
     expected = {"daily_metrics": {order_created.astimezone(tz).date()},
                 "daily_warranty": {claim_created.astimezone(tz).date()},
                 "daily_pipeline": {opportunity_created.astimezone(tz).date()}}
     if order_first_completion:  # the order's kWh day, recomputed with it
         expected["daily_metrics"].add(order_first_completion.astimezone(tz).date())
-    assert covered_days(requested) == set().union(*expected.values())  # exactly the affected days, no more
-    for rollup, days in expected.items():
-        for day in days:
-            assert rollup in assets_on(day), (rollup, day)
-    for _, _, assets in requested:  # the snapshot, the warming, and what follows orders and opportunities
-        assert {"current_state", "dashboard_cache", "product_mix_30d", "conversion_funnel_90d"} <= set(assets)
-    for request in result.run_requests:
-        assert request.tags[ORGANIZATIONS_TAG] == org
-        assert request.run_key.startswith(f"changes:{cursor}:{result.cursor}:")
-        # the rollups' own checks ride along; the partition freshness checks keep their schedule
-        assert {k.name for k in request.asset_check_keys} == {RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE}
-        assert {k.asset_key.to_user_string() for k in request.asset_check_keys} == {
-            a for a in (k.to_user_string() for k in request.asset_selection)
-            if a in {"current_state", "daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs"}}
-    # the next tick sees nothing new: each change is processed once
-    assert not tick(database_url, redis_url, result.cursor).run_requests
+    pending = pending_days(database_url)
+    assert {rollup: set(days) for rollup, days in pending.items()} == expected  # exactly the affected days
+    assert all(orgs == {org} for days in pending.values() for orgs in days.values())
+    # the snapshot, the warming, and what follows orders and opportunities, for that organization only
+    assert pending_organizations(database_url) == {
+        asset: {org} for asset in ("current_state", "dashboard_cache", "product_mix_30d", "conversion_funnel_90d")}
+    (request,) = result.run_requests  # one change refresh run, whatever the days
+    assert request.job_name == "change_refresh" and request.run_key == f"pending:{result.cursor}"
+    # the next tick marks nothing new (each change is processed once) and, work still pending, asks again
+    again = tick(database_url, redis_url, result.cursor)
+    assert pending_days(database_url) == pending
+    assert [r.job_name for r in again.run_requests] == ["change_refresh"]
+    refresh_pending_now(database_url, redis_url)
+    assert not pending_days(database_url) and not pending_organizations(database_url)
+    assert not tick(database_url, redis_url, again.cursor).run_requests  # nothing pending, nothing requested
 
 
 def test_a_restart_between_ticks_loses_nothing(database_url, redis_url, organization):
@@ -104,7 +91,7 @@ def test_a_restart_between_ticks_loses_nothing(database_url, redis_url, organiza
     # A new process starts from the stored position alone.
     result = tick(database_url, redis_url, cursor)
     assert result.run_requests
-    assert all("daily_jobs" in assets for _, _, assets in ranges(result))
+    assert set(pending_days(database_url)) == {"daily_jobs"}
 
 
 def test_a_long_transaction_holds_back_no_other_change_and_is_seen_when_it_commits(database_url, redis_url,
@@ -117,12 +104,11 @@ def test_a_long_transaction_holds_back_no_other_change_and_is_seen_when_it_commi
         execute(database_url, "DELETE FROM opportunities WHERE id IN (SELECT id FROM opportunities"
                 " WHERE organization_id = %s ORDER BY id LIMIT 1)", (org,))
         while_open = tick(database_url, redis_url, cursor)
-        assert {a for _, _, assets in ranges(while_open) for a in assets} >= {"daily_pipeline"}
-        assert not any("daily_warranty" in assets for _, _, assets in ranges(while_open))
+        assert set(pending_days(database_url)) == {"daily_pipeline"}
+        refresh_pending_now(database_url)
         slow.commit()  # began first, commits last
-    after = tick(database_url, redis_url, while_open.cursor)
-    assets = {a for _, _, a_list in ranges(after) for a in a_list}
-    assert "daily_warranty" in assets and "daily_pipeline" not in assets
+    tick(database_url, redis_url, while_open.cursor)
+    assert set(pending_days(database_url)) == {"daily_warranty"}
 
 
 WAIT = 20.0
@@ -138,5 +124,5 @@ def test_a_tick_waits_for_the_first_change_and_returns_with_it(database_url, red
     result = tick(database_url, redis_url, cursor, sensor=build_source_changes_sensor(wait_seconds=WAIT))
     waited = time.monotonic() - began
     change.join()
-    assert any("daily_pipeline" in assets for _, _, assets in ranges(result))
+    assert result.run_requests and "daily_pipeline" in pending_days(database_url)
     assert waited < WAIT  # back with the change, not at the end of its wait

@@ -7,16 +7,20 @@ check instead of stopping the refresh."""
 import datetime as dt
 import uuid
 
-import dagster as dg
 import psycopg
 
-from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.db import libpq_url
 from dashboard_assets.partitions import daily_partitions_def
-from dashboard_assets.resources import PostgresResource, RedisResource
-from dashboard_assets.rollups.assets import VALUES_ARE_POSSIBLE, current_state_asset, daily_rollup_assets
+from dashboard_assets.rollups.assets import VALUES_ARE_POSSIBLE
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
-from dashboard_assets_tests.helpers import assert_rollups_match_reference, materialize_days, ranges, tick
+from dashboard_assets_tests.helpers import (
+    assert_rollups_match_reference,
+    materialize_days,
+    pending_days,
+    pending_organizations,
+    run_change_refresh,
+    tick,
+)
 
 GARBAGE_DAY = dt.date(2025, 3, 10)
 
@@ -74,25 +78,24 @@ def test_garbage_rows_are_refreshed_flagged_and_nothing_is_lost(database_url, re
 
     first_partition = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
     last_partition = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
-    requested = ranges(result)
-    assert requested
-    for start, end, _ in requested:  # 2019 and 2099 are changes too, but no partition exists for them
-        assert first_partition <= dt.date.fromisoformat(start) <= dt.date.fromisoformat(end) <= last_partition
+    pending = pending_days(database_url)
+    assert pending and result.run_requests
+    for days in pending.values():  # 2019 and 2099 are changes too, but no partition exists for them
+        assert all(first_partition <= day <= last_partition for day in days)
 
-    resources = {"postgres": PostgresResource(database_url=database_url), "redis": RedisResource(url=redis_url)}
-    everything = [*daily_rollup_assets, current_state_asset, *analytics_assets, dashboard_cache]
-    flagged = set()
-    for request in result.run_requests:
-        run = dg.materialize(everything, selection=request.asset_selection, tags=request.tags, resources=resources)
-        assert run.success
-        flagged |= {e.asset_key.to_user_string() for e in run.get_asset_check_evaluations()
-                    if e.check_name == VALUES_ARE_POSSIBLE and not e.passed}
+    run = run_change_refresh(database_url, redis_url)
+    assert run.success
+    flagged = {e.asset_key.to_user_string() for e in run.get_asset_check_evaluations()
+               if e.check_name == VALUES_ARE_POSSIBLE and not e.passed}
     assert "daily_metrics" in flagged  # negative kWh from a negative quantity
-    for start, end, assets in requested:
-        assert_rollups_match_reference(database_url, dt.date.fromisoformat(start), dt.date.fromisoformat(end), assets)
+    for rollup, days in pending.items():
+        for day in days:
+            assert_rollups_match_reference(database_url, day, day, [rollup])
+    assert not pending_days(database_url) and not pending_organizations(database_url)  # all of it done
 
     with psycopg.connect(libpq_url(database_url)) as conn:  # nothing was dropped on the way
         for table, key in [("orders", "order"), ("orders", "ancient"), ("orders", "future"), ("jobs", "job"),
                            ("opportunities", "opportunity"), ("warranty_claims", "claim")]:
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE id = %s", (ids[key],)).fetchone()[0] == 1
     assert not tick(database_url, redis_url, result.cursor).run_requests  # every change consumed, once
+    assert not pending_days(database_url)

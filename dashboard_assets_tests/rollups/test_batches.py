@@ -18,6 +18,8 @@ from dashboard_assets.rollups.refresh import day_batches, refresh
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
+    backends_alive,
+    backends_sleeping_in_a_trigger,
     before_insert_on_daily_metrics,
     execute,
     materialize_days,
@@ -94,17 +96,6 @@ refresh(DAILY_ROLLUPS[0], source_url=sys.argv[1], target_url=sys.argv[1], start=
 """
 
 
-def _backends_sleeping_in_a_trigger(database_url: str) -> list[int]:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        return [pid for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'")]
-
-
-def _backends_alive(database_url: str, pids: list[int]) -> bool:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
-
-
 def test_a_range_is_cut_into_consecutive_batches_of_whole_days():
     assert day_batches(dt.date(2025, 1, 1), dt.date(2025, 1, 25), 10) == [
         (dt.date(2025, 1, 1), dt.date(2025, 1, 10)),
@@ -145,14 +136,14 @@ def test_a_backfill_killed_inside_a_batch_keeps_that_batch_s_days_and_resumes_af
     worker = subprocess.Popen([sys.executable, "-c", KILLED_BACKFILL, database_url, str(TEN_DAYS)])
     try:
         deadline = time.monotonic() + 120
-        while not (sleeping := _backends_sleeping_in_a_trigger(database_url)):
+        while not (sleeping := backends_sleeping_in_a_trigger(database_url)):
             assert worker.poll() is None and time.monotonic() < deadline, "the backfill never reached its batch"
             time.sleep(0.05)
     finally:
         worker.kill()
     worker.wait()
     deadline = time.monotonic() + 60
-    while _backends_alive(database_url, sleeping):  # each ends when it finds its client gone
+    while backends_alive(database_url, sleeping):  # each ends when it finds its client gone
         assert time.monotonic() < deadline, "the killed backfill's session outlived its process"
         time.sleep(0.1)
 
