@@ -19,8 +19,8 @@ import psycopg
 from bench import change_capture
 from bench.common import END_DATE, START_DATE, STATE_DIR, sensor_contexts
 from dashboard_assets.automation import capture
-from dashboard_assets.automation.changes import CAPTURED_COLUMNS, record
-from dashboard_assets.automation.sensors import build_source_changes_sensor, push_activity
+from dashboard_assets.automation.changes import CAPTURED_COLUMNS, push_activity, record
+from dashboard_assets.automation.sensors import build_source_changes_sensor
 from dashboard_assets.db import libpq_url
 from dashboard_assets.local_servers import LocalPostgres, LocalRedis
 from dashboard_assets.resources import RedisResource
@@ -86,8 +86,10 @@ def _reader_alone(server: LocalPostgres, url: str, redis_url: str, transactions:
                  lambda: record(conn, changes, START_DATE, END_DATE))
         store = RedisResource(url=redis_url).cache()
         measured("tick part: push_activity (the feed to Redis)",
-                 lambda: push_activity(url, store, sorted(changes.activity)))
-        conn.execute("TRUNCATE dashboard.recent_changes")  # the whole tick keeps the same changes again
+                 lambda: push_activity(conn, store, sorted(changes.activity)))
+        # the whole tick reads, marks and keeps the same changes again
+        conn.execute("TRUNCATE dashboard.recent_changes, dashboard.capture_progress, dashboard.pending_days,"
+                     " dashboard.pending_organizations")
     sensor = build_source_changes_sensor(wait_seconds=0.0)
     with sensor_contexts(url, redis_url) as contexts:
         first = measured("a whole tick", lambda: sensor(contexts(None)))

@@ -94,7 +94,7 @@ def _without_project_settings(environment: dict) -> dict:
     return {k: v for k, v in environment.items() if not k.startswith(("DASHBOARD_", "DAGSTER_"))}
 
 
-def _wait_for_ui(port: int, demo: subprocess.Popen, timeout: float = 900) -> None:
+def _wait_for_ui(port: int, demo: subprocess.Popen, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if demo.poll() is not None:

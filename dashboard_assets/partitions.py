@@ -1,5 +1,7 @@
 """The daily partitions every rollup shares."""
 
+import datetime as dt
+
 import dagster as dg
 
 from dashboard_assets import settings
@@ -11,3 +13,9 @@ daily_partitions_def = dg.DailyPartitionsDefinition(
     timezone=settings.reporting_timezone(),
     end_offset=1,
 )
+
+
+def partition_days() -> tuple[dt.date, dt.date]:
+    """The first and the last day that has a partition now."""
+    return (dt.date.fromisoformat(daily_partitions_def.get_first_partition_key()),
+            dt.date.fromisoformat(daily_partitions_def.get_last_partition_key()))

@@ -23,7 +23,9 @@ HISTORY_END = dt.date(2025, 4, 10)
 os.environ["DASHBOARD_HISTORY_START"] = HISTORY_START.isoformat()
 
 from dashboard_assets.automation import capture  # noqa: E402
+from dashboard_assets import settings as dashboard_settings  # noqa: E402
 from dashboard_assets.db import engine, libpq_url  # noqa: E402
+from dashboard_assets.demo import psycopg2_url  # noqa: E402
 from dashboard_assets.generate import generate  # noqa: E402
 from dashboard_assets.local_servers import (  # noqa: E402
     LocalPostgres,
@@ -156,6 +158,22 @@ def _drop(server: LocalPostgres, url: str) -> None:
     server stays small (a standby's base backup copies every database)."""
     engine(url).dispose()
     server.drop_database(sa.make_url(url).database)
+
+
+@pytest.fixture
+def dagster_home(postgres_server, database_url, redis_url, tmp_path, monkeypatch):
+    """A Dagster instance as `dagster.yaml` configures it, on a database of its
+    own, set in this process's environment (for the Dagster processes the test
+    starts, and for runs the test materializes into that instance)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance_database = postgres_server.create_database(f"dagster_instance_{next(_database_numbers)}")
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", psycopg2_url(instance_database))
+    monkeypatch.setenv(dashboard_settings.DATABASE_URL, database_url)
+    monkeypatch.setenv(dashboard_settings.REDIS_URL, redis_url)
+    return home
 
 
 @pytest.fixture

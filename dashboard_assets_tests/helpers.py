@@ -2,6 +2,9 @@
 
 import contextlib
 import datetime as dt
+import os
+import signal
+import subprocess
 import time
 
 import dagster as dg
@@ -73,6 +76,18 @@ def backends_sleeping_in_a_trigger(database_url: str) -> list[int]:
 def backends_alive(database_url: str, pids: list[int]) -> bool:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
         return conn.execute("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to a process started in a session of its own and its group, as a
+    service manager stops it; SIGKILL after `timeout` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def read_table(database_url: str, query: str, **params) -> pd.DataFrame:

@@ -6,13 +6,10 @@ sensors pages list every schedule and sensor. A table asset's page lists its
 table's columns, and a chart's page the preview of what it published.
 Screenshots of each page go to `.local/ui-screenshots/`."""
 
-import contextlib
-import itertools
 import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -22,18 +19,16 @@ import pytest
 import dagster as dg
 from playwright.sync_api import Page, expect, sync_playwright
 
-from dashboard_assets import settings
 from dashboard_assets.analytics.assets import analytics_assets
 from dashboard_assets.analytics.preview import PREVIEW_ORGANIZATIONS
 from dashboard_assets.definitions import defs
-from dashboard_assets.demo import psycopg2_url
 from dashboard_assets.local_servers import free_port
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import daily_rollup_assets
 from dashboard_assets.table_schemas import table_columns
 from dashboard_assets_tests.analytics.conftest import AS_OF
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START, PROJECT_ROOT
-from dashboard_assets_tests.helpers import materialize_days, read_table
+from dashboard_assets_tests.helpers import materialize_days, read_table, stop_process_group
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -43,7 +38,6 @@ SCREENSHOTS = PROJECT_ROOT / ".local" / "ui-screenshots"
 WINDOW = {"width": 1600, "height": 1000}
 ASSET_PAGE_HEIGHT = 2000
 
-_instance_databases = itertools.count()
 
 pytestmark = [
     pytest.mark.browser,
@@ -73,22 +67,6 @@ def _wait_until_serving(server: subprocess.Popen, url: str, log_path, timeout: f
 
 
 @pytest.fixture
-def dagster_home(postgres_server, database_url, redis_url, tmp_path, monkeypatch):
-    """A Dagster instance as `dagster.yaml` configures it, on a database of its
-    own, set in this process's environment (for the webserver it starts, and
-    for runs the test materializes into the instance the UI shows)."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    instance_database = postgres_server.create_database(f"dagster_ui_{next(_instance_databases)}")
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", psycopg2_url(instance_database))
-    monkeypatch.setenv(settings.DATABASE_URL, database_url)
-    monkeypatch.setenv(settings.REDIS_URL, redis_url)
-    return home
-
-
-@pytest.fixture
 def webserver_url(dagster_home, tmp_path):
     """The code location served by `dagster-webserver` on a free loopback port."""
     env = dict(os.environ)
@@ -106,13 +84,7 @@ def webserver_url(dagster_home, tmp_path):
         _wait_until_serving(server, url, log_path)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server, timeout=5)
 
 
 @pytest.fixture

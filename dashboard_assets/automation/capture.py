@@ -131,14 +131,17 @@ def restart_after_load(conn: psycopg.Connection) -> None:
 
 def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[str, tuple[str, ...]],
                  wait_seconds: float = 0.0) -> CapturedChanges:
-    """The changes after `cursor` (the position the previous tick returned;
-    None on the first tick) of the tables and columns `captured`, waiting up
-    to `wait_seconds` for the first one, on an autocommit connection to the
-    primary."""
+    """The changes of the tables and columns `captured` after the stored
+    position, waiting up to `wait_seconds` for the first one, on an
+    autocommit connection to the primary. The stored position is the later of
+    `cursor` (the position the sensor's previous tick returned; None on the
+    first tick) and the position through which changes were last marked
+    pending (dashboard.capture_progress)."""
     if problems := setup_problems(conn, list(captured)):
         drop_slot(conn)
         raise CaptureError(f"change capture is broken: {'; '.join(problems)}. Run `dashboard-assets migrate`; "
                            "the change sensor then refreshes everything once.")
+    cursor = _later(cursor, recorded_through(conn))
     restart_reason, confirmed = _restart_reason(conn, cursor)
     if restart_reason:  # everything committed so far is left to the full refresh this asks for
         (resumed_at,) = conn.execute(
@@ -151,6 +154,24 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[st
         conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, cursor))
     conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot, "lag": RESTART_LAG_BYTES})
     return _peek_until_changed(conn, slot, captured, wait_seconds)
+
+
+def recorded_through(conn: psycopg.Connection) -> str | None:
+    """The position through which changes have been marked pending (None: never)."""
+    row = conn.execute("SELECT recorded_through::text FROM dashboard.capture_progress WHERE slot_name = %s",
+                       (slot_name(conn),)).fetchone()
+    return None if row is None else row[0]
+
+
+def _later(cursor: str | None, recorded: str | None) -> str | None:
+    """The later of two positions; a cursor that is no WAL position stays, so
+    that capture restarts."""
+    if cursor is None or recorded is None:
+        return cursor or recorded
+    try:
+        return cursor if lsn_value(cursor) >= lsn_value(recorded) else recorded
+    except ValueError:
+        return cursor
 
 
 def setup_problems(conn: psycopg.Connection, tables: list[str]) -> list[str]:

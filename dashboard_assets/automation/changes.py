@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 import psycopg
 
-from dashboard_assets.automation.capture import ACTIVITY_DEPTH, CapturedChanges
-from dashboard_assets.db import load_sql, raw_connection
+from dashboard_assets import cache
+from dashboard_assets.automation.capture import ACTIVITY_DEPTH, CapturedChanges, read_changes, slot_name
+from dashboard_assets.db import load_sql
+from dashboard_assets.partitions import partition_days
+from dashboard_assets.resources import RedisResource
 from dashboard_assets.rollups import assets as rollup_assets
 
 _SQL = "dashboard_assets.automation.sql"
@@ -53,8 +56,9 @@ ALWAYS_REFRESHED = ("current_state", "dashboard_cache")
 FULL_REFRESH = (*DAILY_ROLLUPS, *ALWAYS_REFRESHED, *sorted({d for ds in DEPENDENTS_BY_TABLE.values() for d in ds}))
 
 
-# Listened to by the change refresh: pending work was marked.
-PENDING_CHANNEL = "dashboard_pending_refresh"
+# The activity feed pushed to Redis: pages of this many changes.
+ACTIVITY_PAGE_SIZE = 20
+ACTIVITY_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ def record(conn: psycopg.Connection, changes: CapturedChanges, first_day: dt.dat
     """Mark pending what the changes affect: the (rollup, organization, day)
     within [first_day, last_day], and the undated assets of every changed
     organization (also when no day in range changed); keep their newest
-    changes for the activity feed; wake the change refresh. One transaction on
+    changes for the activity feed; store the position they were read through
+    (dashboard.capture_progress). One transaction on
     the primary: the decoded rows are copied in as they were decoded (binary
     COPY into temporary tables), and set-based SQL does the rest. Returns the
     (rollup, organization, day) marked."""
@@ -90,8 +95,15 @@ def record(conn: psycopg.Connection, changes: CapturedChanges, first_day: dt.dat
                       "position": changes.position})
         conn.execute(load_sql(_SQL, "keep_activity.sql"))
         conn.execute(load_sql(_SQL, "prune_activity.sql"), {"keep": ACTIVITY_DEPTH})
-        conn.execute("SELECT pg_notify(%s, '')", (PENDING_CHANNEL,))
+        conn.execute(_RECORDED_THROUGH, (slot_name(conn), changes.position))
     return marked
+
+
+_RECORDED_THROUGH = """
+    INSERT INTO dashboard.capture_progress (slot_name, recorded_through) VALUES (%s, %s::pg_lsn)
+    ON CONFLICT (slot_name) DO UPDATE
+    SET recorded_through = greatest(capture_progress.recorded_through, excluded.recorded_through), recorded_at = now()
+"""
 
 
 def undated_assets(changes: CapturedChanges) -> tuple[str, ...]:
@@ -138,6 +150,34 @@ def _binary_copy(rows: Iterable[tuple[bytes | None, ...]]) -> bytes:
     return b"".join(parts)
 
 
+def capture_and_mark(conn: psycopg.Connection, cursor: str | None, wait_seconds: float, redis: RedisResource,
+                     log) -> tuple[CapturedChanges, int]:
+    """Read the changes after the stored position (waiting up to
+    `wait_seconds` for the first), mark pending what they affect and push the
+    changed organizations' activity feed (Redis out of reach: a warning);
+    the changes, and the (rollup, organization, day) marked."""
+    changes = read_changes(conn, cursor, CAPTURED_COLUMNS, wait_seconds)
+    marked = record(conn, changes, *partition_days())
+    if organizations := sorted(changes.activity):
+        try:
+            pushed = push_activity(conn, redis.cache(), organizations)
+            log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
+        except cache.UNAVAILABLE as error:
+            log.warning(f"activity feed not pushed, Redis unavailable: {error}")
+    return changes, marked
+
+
+def push_activity(conn: psycopg.Connection, store: cache.DashboardCache, organizations: list[str]) -> int:
+    """Write `dashboard:activity:{org}:{page}` for each organization; returns pages written."""
+    entries = [
+        cache.Entry(org, store.keys.activity(org, number), {"organization_id": org, "page": number, "items": items},
+                    cache.TTL_SECONDS["activity"])
+        for org, pages in activity_pages(conn, organizations, ACTIVITY_PAGE_SIZE, ACTIVITY_PAGES).items()
+        for number, items in enumerate(pages, start=1)
+    ]
+    return store.write(entries)
+
+
 def full_refresh(changes: CapturedChanges) -> FullRefresh | None:
     """What must be refreshed over every day of every organization: everything
     after a capture restart, a truncated table's rollups (with the undated
@@ -150,15 +190,14 @@ def full_refresh(changes: CapturedChanges) -> FullRefresh | None:
     return None
 
 
-def activity_pages(database_url: str, organizations: list[str], page_size: int, pages: int) -> dict[str, list[list]]:
+def activity_pages(conn: psycopg.Connection, organizations: list[str], page_size: int,
+                   pages: int) -> dict[str, list[list]]:
     """The activity feed of each organization: its newest changes, newest
     first, split into pages (one empty page when it has none)."""
     feed: dict[str, list[dict]] = {org: [] for org in organizations}
-    with raw_connection(database_url) as conn:
-        with conn.cursor(binary=True) as cur:
-            rows = cur.execute(load_sql(_SQL, "activity_feed.sql"),
-                               {"organizations": organizations, "per_organization": page_size * pages}).fetchall()
-        conn.rollback()
+    with conn.cursor(binary=True) as cur:
+        rows = cur.execute(load_sql(_SQL, "activity_feed.sql"),
+                           {"organizations": organizations, "per_organization": page_size * pages}).fetchall()
     for org, table, operation, row_id, changed_at in rows:
         feed[str(org)].append({"table": table, "operation": operation, "row_id": str(row_id),
                                "changed_at": changed_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")})

@@ -7,19 +7,10 @@ import time
 
 import dagster as dg
 
-from dashboard_assets import cache
-from dashboard_assets.automation.capture import read_changes
 from dashboard_assets.automation.change_refresh import JOB_NAME, change_refresh_job, worker_running
-from dashboard_assets.automation.changes import (
-    CAPTURED_COLUMNS,
-    FULL_REFRESH,
-    FullRefresh,
-    activity_pages,
-    full_refresh,
-    record,
-)
+from dashboard_assets.automation.changes import FULL_REFRESH, FullRefresh, capture_and_mark, full_refresh
 from dashboard_assets.db import autocommit_connection
-from dashboard_assets.partitions import daily_partitions_def
+from dashboard_assets.partitions import partition_days
 from dashboard_assets.replica import source_position_tag
 from dashboard_assets.resources import PostgresResource, RedisResource
 from dashboard_assets.rollups.assets import (
@@ -29,8 +20,6 @@ from dashboard_assets.rollups.assets import (
     VALUES_ARE_POSSIBLE,
 )
 
-ACTIVITY_PAGE_SIZE = 20
-ACTIVITY_PAGES = 5
 # Dagster's sensor daemon looks at its sensors every 5 s, and starts a tick when
 # the previous one has finished and began at least MINIMUM_INTERVAL_SECONDS
 # before (just under the daemon's 5 s, so that no look is skipped). A tick
@@ -76,39 +65,32 @@ def build_source_changes_sensor(wait_seconds: float = WAIT_FOR_CHANGES_SECONDS) 
         organizations' snapshot, warmed cache and, when their inputs changed, funnel and product mix. Then
         requests a change_refresh run when work is pending and none is running or waiting to start: at
         most one works and one waits, whatever the rate of changes. Pushes the changed organizations'
-        activity feed. The slot is read on the primary only. When capture had to restart (slot missing,
-        lost or moved) it requests a refresh of every day of every organization; when capture is broken
-        the tick fails and says what to fix."""
-        first_day = dt.date.fromisoformat(daily_partitions_def.get_first_partition_key())
-        last_day = dt.date.fromisoformat(daily_partitions_def.get_last_partition_key())
+        activity feed. While a change_refresh run works, it reads the changes itself and the tick only
+        skips. The slot is read on the primary only. When capture had to restart (slot missing, lost or
+        moved) or a source table was truncated it requests a refresh of every day of every organization;
+        when capture is broken the tick fails and says what to fix."""
         with autocommit_connection(postgres.database_url) as conn:
-            changes = read_changes(conn, context.cursor, CAPTURED_COLUMNS, wait_seconds)
-            marked = record(conn, changes, first_day, last_day)
+            if worker_running(conn):  # it reads the changes itself while it works
+                return dg.SensorResult(skip_reason="a change_refresh run reads the changes", cursor=context.cursor)
+            changes, marked = capture_and_mark(conn, context.cursor, wait_seconds, redis, context.log)
             pending = _anything_pending(conn)
-            running = pending and worker_running(conn)
         if changes.restart_reason:
             context.log.warning(f"change capture restarted: {changes.restart_reason}; "
                                 "refreshing every day of every organization")
         run_requests = []
         if full := full_refresh(changes):
+            first_day, last_day = partition_days()
             run_requests.append(_full_refresh_request(full, first_day, last_day, changes.position,
                                                       f"changes:{context.cursor or 'start'}:{changes.position}",
                                                       changes.restart_reason))
-        if pending and not running and (why_not := _change_refresh_waits(context.instance)) is None:
-            run_requests.append(dg.RunRequest(job_name=JOB_NAME, run_key=f"pending:{changes.position}",
-                                              tags=source_position_tag(changes.position)))
+        if pending and (why_not := _change_refresh_waits(context.instance)) is None:
+            run_requests.append(dg.RunRequest(job_name=JOB_NAME, run_key=f"pending:{changes.position}"))
         elif pending:
-            context.log.debug(f"pending work left to the change refresh: {'running' if running else why_not}")
-        organizations = sorted(changes.activity)
-        if organizations:
+            context.log.debug(f"pending work left to the change refresh: {why_not}")
+        if marked:
             context.log.info(f"{marked} (rollup, organization, day) marked pending for "
-                             f"{len(organizations)} changed organizations")
-            try:
-                pushed = push_activity(postgres.database_url, redis.cache(), organizations)
-                context.log.info(f"activity feed: {pushed} pages for {len(organizations)} organizations")
-            except cache.UNAVAILABLE as error:
-                context.log.warning(f"activity feed not pushed, Redis unavailable: {error}")
-        if not run_requests and not organizations:
+                             f"{len(changes.activity)} changed organizations")
+        if not run_requests and not changes.activity:
             return dg.SensorResult(skip_reason="no source changes", cursor=changes.position)
         return dg.SensorResult(run_requests=run_requests, cursor=changes.position)
 
@@ -159,17 +141,6 @@ def _full_refresh_request(full: FullRefresh, first_day: dt.date, last_day: dt.da
                           if name in ROLLUP_NAMES for check in (RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE)],
         tags=tags,
     )
-
-
-def push_activity(database_url: str, store: cache.DashboardCache, organizations: list[str]) -> int:
-    """Write `dashboard:activity:{org}:{page}` for each organization; returns pages written."""
-    entries = [
-        cache.Entry(org, store.keys.activity(org, number), {"organization_id": org, "page": number, "items": items},
-                    cache.TTL_SECONDS["activity"])
-        for org, pages in activity_pages(database_url, organizations, ACTIVITY_PAGE_SIZE, ACTIVITY_PAGES).items()
-        for number, items in enumerate(pages, start=1)
-    ]
-    return store.write(entries)
 
 
 source_changes_sensor = build_source_changes_sensor()

@@ -107,3 +107,13 @@ CREATE TABLE IF NOT EXISTS dashboard.pending_organizations (
     captured_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (asset, organization_id)
 );
+
+-- The WAL position through which decoded changes have been marked pending,
+-- written in the transaction that marks them: whichever reads the changes
+-- next (the change sensor, or a change refresh run that reads them itself
+-- while it works) may advance the slot to it and reads only what came after.
+CREATE TABLE IF NOT EXISTS dashboard.capture_progress (
+    slot_name         text PRIMARY KEY,
+    recorded_through  pg_lsn NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now()
+);

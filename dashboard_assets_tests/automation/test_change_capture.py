@@ -176,12 +176,17 @@ def test_a_truncate_refreshes_every_day_of_every_organization(conn):
     assert "daily_metrics" in full_refresh(changes).assets
 
 
-def test_the_same_changes_read_twice_are_kept_once_in_the_activity_feed(conn):
+def test_changes_are_read_once_and_changes_read_twice_are_kept_once_in_the_activity_feed(conn):
     start = position(conn)
     order(conn, LATE_3_MARCH)
-    for _ in range(2):  # a tick whose position was never stored, then its retry
-        read(conn, start)
+    read(conn, start)
+    # the sensor and a change refresh run reading the same changes at once: the second has not seen the
+    # position the first stored with what it marked
+    conn.execute("TRUNCATE dashboard.capture_progress")
+    assert read(conn, start)[1] == {("daily_metrics", AUCKLAND, MARCH_3)}
     assert conn.execute("SELECT count(*) FROM dashboard.recent_changes WHERE source_table = 'orders'").fetchone()[0] == 1
+    # once stored, the position is where the next read starts, whatever cursor it is given
+    assert read(conn, start)[1] == set()
 
 
 def restarts(conn) -> list[str]:

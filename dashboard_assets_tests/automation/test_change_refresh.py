@@ -5,18 +5,24 @@ for the next; a change made while a pass works stays pending for the next
 pass; one run works at a time."""
 
 import datetime as dt
+import logging
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import dagster as dg
 import psycopg
 import pytest
 
+from dashboard_assets import settings
+from dashboard_assets.automation import capture
 from dashboard_assets.automation.change_refresh import day_groups, worker_lock, worker_running
+from dashboard_assets.automation.changes import capture_and_mark
+from dashboard_assets.automation.sensors import RANGE_START, RESTART_TAG
 from dashboard_assets.db import libpq_url
+from dashboard_assets.definitions import defs
+from dashboard_assets.resources import RedisResource
 from dashboard_assets_tests.conftest import HISTORY_END, HISTORY_START
 from dashboard_assets_tests.helpers import (
     assert_rollups_match_reference,
@@ -28,6 +34,7 @@ from dashboard_assets_tests.helpers import (
     pending_days,
     pending_organizations,
     refresh_pending_now,
+    rollup_rows,
     run_change_refresh,
     tick,
     wait_for,
@@ -125,20 +132,21 @@ def test_a_change_made_while_a_pass_works_stays_pending_for_the_next_pass(databa
     assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
 
 
-def test_one_run_works_at_a_time_and_the_sensor_requests_none_while_it_does(database_url, redis_url, backfilled):
+def test_one_run_works_at_a_time_and_the_sensor_leaves_the_changes_to_it(database_url, redis_url, backfilled):
     cancel_a_delivered_order_of(database_url, MARCH_20)
-    with worker_lock(database_url, 1) as listener:
-        assert worker_running(listener)
+    with worker_lock(database_url, 1) as conn:
+        assert worker_running(conn)
         with pytest.raises(TimeoutError):
             with worker_lock(database_url, 1):
                 pass
         result = tick(database_url, redis_url, backfilled)
-        assert pending_days(database_url) and not result.run_requests  # the running one will see it
-        began = time.monotonic()
-        assert list(listener.notifies(timeout=5, stop_after=1))  # and is woken when work is marked
-        assert time.monotonic() - began < 5
-    (request,) = tick(database_url, redis_url, result.cursor).run_requests
+        assert not result.run_requests and not pending_days(database_url)  # the working run reads them
+        _, marked = capture_and_mark(conn, None, 0, RedisResource(url=redis_url), logging.getLogger())
+        pending = pending_days(database_url)
+        assert marked and pending
+    (request,) = tick(database_url, redis_url, result.cursor).run_requests  # the work is still pending
     assert request.job_name == "change_refresh"
+    assert pending_days(database_url) == pending  # and the sensor read nothing twice
 
 
 def test_a_run_waiting_to_start_is_left_to_work_and_a_run_whose_worker_is_gone_is_replaced(
@@ -157,3 +165,43 @@ def test_a_run_waiting_to_start_is_left_to_work_and_a_run_whose_worker_is_gone_i
         (request,) = tick(database_url, redis_url, cursor, instance=instance).run_requests
         assert request.job_name == "change_refresh"
         assert instance.get_run_by_id(gone.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_day_that_does_not_reconcile_keeps_its_rows_and_stays_pending_while_the_rest_is_done(
+        database_url, redis_url, backfilled):
+    cancel_a_delivered_order_of(database_url, MARCH_20)
+    execute(database_url, "DELETE FROM warranty_claims WHERE id = (SELECT id FROM warranty_claims"
+            " WHERE created_at >= '2025-03-10' ORDER BY created_at LIMIT 1)")
+    tick(database_url, redis_url, backfilled)
+    pending = pending_days(database_url)
+    before = rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END)
+    before_insert_on_daily_metrics(database_url, "inflate_revenue", "NEW.revenue := NEW.revenue + 1; RETURN NEW;")
+    run = run_change_refresh(database_url, redis_url, raise_on_error=False)
+    assert not run.success  # a failed blocking check fails the run
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in run.get_asset_check_evaluations()}
+    assert checks[("daily_metrics", "reconciles_with_source")] is False
+    assert checks[("daily_warranty", "reconciles_with_source")] is True
+    assert rollup_rows(database_url, "daily_metrics", HISTORY_START, HISTORY_END).equals(before)
+    left = pending_days(database_url)
+    assert left["daily_metrics"] == pending["daily_metrics"] and "daily_warranty" not in left
+
+    execute(database_url, "DROP TRIGGER inflate_revenue ON dashboard.daily_metrics")
+    assert run_change_refresh(database_url, redis_url).success
+    assert not pending_days(database_url)
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
+
+
+def test_a_capture_restart_requests_a_full_refresh_run_that_refreshes_every_day(database_url, redis_url, backfilled,
+                                                                                 monkeypatch):
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        capture.drop_slot(conn)
+    cancel_a_delivered_order_of(database_url, MARCH_20)  # while nothing captured
+    (request,) = tick(database_url, redis_url, backfilled).run_requests
+    assert request.job_name == "capture_full_refresh" and "missing" in request.tags[RESTART_TAG]
+    assert request.tags[RANGE_START] == HISTORY_START.isoformat()
+    monkeypatch.setenv(settings.DATABASE_URL, database_url)
+    monkeypatch.setenv(settings.REDIS_URL, redis_url)
+    run = defs.resolve_job_def(request.job_name).execute_in_process(
+        tags=request.tags, asset_selection=request.asset_selection, instance=dg.DagsterInstance.ephemeral())
+    assert run.success
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
