@@ -73,10 +73,6 @@ class PendingWork:
     source_lsn: str | None = None
 
     @property
-    def empty(self) -> bool:
-        return not self.days and not self.organizations
-
-    @property
     def pairs(self) -> int:
         """The (rollup, organization, day) pending."""
         return sum(len(versions) for versions in self.day_versions.values())
