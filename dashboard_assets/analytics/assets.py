@@ -165,12 +165,14 @@ def build_analytics_asset(spec: Analytics) -> dg.AssetsDefinition:
 
 
 def refresh_analytics(spec: Analytics, *, database_url: str, source_url: str, store: cache.DashboardCache,
-                      organizations: list[str] | None, as_of: dt.datetime | None) -> dict:
+                      organizations: list[str] | None, as_of: dt.datetime | None, wait: bool = True) -> dict:
     """Replace the values of `organizations` (every one when None) in
     `dashboard.<name>` and publish them to Redis; returns the materialization's
-    metadata."""
+    metadata. With `wait` False, TableBusy instead of waiting while another
+    run replaces the table."""
     params = {"as_of": as_of, "organization_ids": organizations}
-    rows = replace_table(spec.query(), params, source_url=source_url, target_url=database_url, table=spec.name)
+    rows = replace_table(spec.query(), params, source_url=source_url, target_url=database_url, table=spec.name,
+                         wait=wait)
     published = publish(
         payload_query(spec.name),
         params,

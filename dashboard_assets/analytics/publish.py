@@ -11,6 +11,12 @@ from dashboard_assets.db import copy_query_into, raw_connection, snapshot
 from dashboard_assets.scope import ORGANIZATIONS_FILTER
 
 SCHEMA = "dashboard"
+_TABLE_LOCK = "SELECT true FROM pg_advisory_xact_lock(hashtext(%s))"
+_TABLE_LOCK_IF_FREE = "SELECT pg_try_advisory_xact_lock(hashtext(%s))"
+
+
+class TableBusy(RuntimeError):
+    """Another transaction is replacing rows of the table."""
 
 
 def replace_table(
@@ -21,15 +27,18 @@ def replace_table(
     target_url: str,
     table: str,
     where: sql.Composable | None = None,
+    wait: bool = True,
 ) -> int:
     """Replace the rows of `table` of the organizations `params["organization_ids"]`
     names (every organization when None), and of those only the rows matching
     `where`, by the rows of `query` run on the source, in one transaction;
-    returns rows."""
+    returns rows. Writers of a table take turns; with `wait` False, TableBusy
+    when another one is at work instead of waiting for it."""
     query_text = query.as_string() if isinstance(query, sql.Composable) else query
     with raw_connection(source_url) as source, raw_connection(target_url) as target:
         with snapshot(source), target.transaction():
-            target.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{SCHEMA}.{table}",))
+            if not target.execute(_TABLE_LOCK if wait else _TABLE_LOCK_IF_FREE, (f"{SCHEMA}.{table}",)).fetchone()[0]:
+                raise TableBusy(f"{SCHEMA}.{table} is being replaced by another run")
             delete = sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier(SCHEMA, table)) + ORGANIZATIONS_FILTER
             target.execute(delete + (sql.SQL(" AND ") + where if where is not None else sql.SQL("")), params)
             return copy_query_into(source, query_text, params, target, f"{SCHEMA}.{table}")

@@ -6,8 +6,10 @@ A run takes the worker lock (a session advisory lock: a second run waits for
 it, and a killed run's lock goes with its connection), then works in passes.
 A pass reads what is pending, refreshes each rollup's changed days for
 exactly the organizations changed on them (consecutive days with the same
-organizations in one transaction), then the snapshot, the analytics that
-read the changed tables and the warmed cache of the changed organizations.
+organizations in one transaction), then, for the organizations pending
+longest (ORGANIZATIONS_PER_PASS), the snapshot, the warmed cache and the
+charts that read the changed tables; a chart whose table a scheduled run is
+replacing stays pending for a pass after that run, instead of waiting for it.
 Every REPORT_SECONDS while changes keep coming, and as soon as they stop, a
 report tells Dagster what the passes refreshed: a materialization per
 refreshed (rollup, day) naming its organizations, each rollup's two checks,
@@ -37,6 +39,7 @@ import psycopg
 
 from dashboard_assets import cache, settings
 from dashboard_assets.analytics.assets import ANALYTICS_BY_NAME, refresh_analytics, warm_cache
+from dashboard_assets.analytics.publish import TableBusy
 from dashboard_assets.automation.changes import capture_and_mark
 from dashboard_assets.db import autocommit_connection
 from dashboard_assets.replica import SourceBehind, source_position_tag
@@ -55,9 +58,15 @@ MIN_PASS_SECONDS = 1.0
 # How many organization ids a materialization lists (it always counts them).
 LISTED_ORGANIZATIONS = 20
 WORKER_LOCK = (zlib.crc32(b"dashboard.change_refresh") & 0x7FFFFFFF, 0)
+# A pass refreshes the undated assets of at most this many organizations
+# each (those pending longest): the rest wait for the next pass, so that a
+# backlog never holds a pass, its report and the next read for minutes.
+ORGANIZATIONS_PER_PASS = 50
 _ROLLUPS = {rollup.name: rollup for rollup in (*DAILY_ROLLUPS, CURRENT_STATE)}
-# The undated assets, in the order a pass refreshes them (the cache last: it reads the others).
-_UNDATED_ORDER = (CURRENT_STATE.name, *ANALYTICS_BY_NAME, "dashboard_cache")
+# The undated assets, in the order a pass refreshes them: the snapshot, the
+# read path's warmed cache (it reads the rollups and the snapshot), then the
+# charts, which nothing else reads.
+_UNDATED_ORDER = (CURRENT_STATE.name, "dashboard_cache", *ANALYTICS_BY_NAME)
 
 
 @dataclass
@@ -178,6 +187,7 @@ class ChangeRefresh:
         self._store = redis.cache() if redis is not None else None
         self._log = log
         self._unreported = _Unreported()
+        self._busy: set[str] = set()  # the tables found busy, logged once a run
         self.unreconciled: list[str] = []
 
     def refresh(self) -> tuple[bool, list[dg.AssetCheckEvaluation]]:
@@ -192,7 +202,8 @@ class ChangeRefresh:
                 if (org, day, version) not in done.day_versions[name]:
                     days[name][day].add(org)
                     new_days[name].append((org, day, version))
-        new_organizations = {asset: [v for v in versions if v not in done.organization_versions[asset]]
+        new_organizations = {asset: sorted((v for v in versions if v not in done.organization_versions[asset]),
+                                           key=lambda v: v[1])[:ORGANIZATIONS_PER_PASS]
                              for asset, versions in work.organization_versions.items()}
         new_organizations = {asset: versions for asset, versions in new_organizations.items() if versions}
         if not days and not new_organizations:
@@ -224,6 +235,11 @@ class ChangeRefresh:
                 if self._log:
                     self._log.warning(f"{asset} of {len(orgs)} organizations left pending, Redis unavailable: {error}")
                 continue
+            except TableBusy:  # a scheduled run replaces the whole table: the next pass after it
+                if self._log and asset not in self._busy:
+                    self._log.info(f"{asset} left pending while another run replaces its table")
+                self._busy.add(asset)
+                continue
             if metadata is not None:
                 done.metadata[asset] = metadata
                 done.organizations[asset].update(orgs)
@@ -249,7 +265,7 @@ class ChangeRefresh:
         spec = ANALYTICS_BY_NAME[asset]
         return refresh_analytics(spec, database_url=self._postgres.database_url,
                                  source_url=source_url if spec.reads_source else self._postgres.database_url,
-                                 store=self._store, organizations=orgs, as_of=None)
+                                 store=self._store, organizations=orgs, as_of=None, wait=False)
 
     def raise_if_unreconciled(self) -> None:
         if self.unreconciled:

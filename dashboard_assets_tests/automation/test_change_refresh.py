@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from dashboard_assets import settings
-from dashboard_assets.automation import capture
+from dashboard_assets.automation import capture, change_refresh
 from dashboard_assets.automation.change_refresh import day_groups, worker_lock, worker_running
 from dashboard_assets.automation.changes import capture_and_mark
 from dashboard_assets.automation.sensors import RANGE_START, RESTART_TAG
@@ -43,11 +43,17 @@ from dashboard_assets_tests.helpers import (
 MARCH_3, MARCH_20, APRIL_8 = dt.date(2025, 3, 3), dt.date(2025, 3, 20), dt.date(2025, 4, 8)
 
 
-def cancel_a_delivered_order_of(database_url: str, day: dt.date) -> None:
-    """Cancel the first delivered order of the Perth organization created on or after `day`."""
+def cancel_a_delivered_order_of(database_url: str, day: dt.date, timezone: str = "Australia/Perth") -> None:
+    """Cancel the first delivered order created on or after `day` of the organization in `timezone`."""
     execute(database_url, "UPDATE orders SET status = 'cancelled' WHERE id = (SELECT o.id FROM orders o"
-            " JOIN organizations g ON g.id = o.organization_id AND g.timezone = 'Australia/Perth'"
-            " WHERE o.status = 'delivered' AND o.created_at >= %(day)s ORDER BY o.created_at LIMIT 1)", {"day": day})
+            " JOIN organizations g ON g.id = o.organization_id AND g.timezone = %(timezone)s"
+            " WHERE o.status = 'delivered' AND o.created_at >= %(day)s ORDER BY o.created_at LIMIT 1)",
+            {"day": day, "timezone": timezone})
+
+
+def organization_in(database_url: str, timezone: str) -> str:
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return str(conn.execute("SELECT id FROM organizations WHERE timezone = %s", (timezone,)).fetchone()[0])
 
 
 @pytest.fixture
@@ -204,4 +210,39 @@ def test_a_capture_restart_requests_a_full_refresh_run_that_refreshes_every_day(
     run = defs.resolve_job_def(request.job_name).execute_in_process(
         tags=request.tags, asset_selection=request.asset_selection, instance=dg.DagsterInstance.ephemeral())
     assert run.success
+    assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
+
+
+def test_a_chart_whose_table_another_run_replaces_stays_pending_and_holds_up_nothing(
+        database_url, redis_url, backfilled):
+    cancel_a_delivered_order_of(database_url, MARCH_20)
+    tick(database_url, redis_url, backfilled)
+    assert "product_mix_30d" in pending_organizations(database_url)
+    with psycopg.connect(libpq_url(database_url)) as scheduled_run:  # a scheduled run replacing the whole table
+        scheduled_run.execute("SELECT pg_advisory_xact_lock(hashtext('dashboard.product_mix_30d'))")
+        first_pass = threading.Thread(target=refresh_pending_now, args=(database_url, redis_url), daemon=True)
+        first_pass.start()
+        first_pass.join(60)
+        assert not first_pass.is_alive(), "the pass waited for the other run's table"
+        assert not pending_days(database_url)  # the rollups, the snapshot and the cache went ahead
+        assert set(pending_organizations(database_url)) == {"product_mix_30d"}
+    refresh_pending_now(database_url, redis_url)  # the next pass after that run
+    assert not pending_organizations(database_url)
+
+
+def test_a_pass_refreshes_the_undated_assets_of_the_organizations_pending_longest_first(
+        database_url, redis_url, backfilled, monkeypatch):
+    monkeypatch.setattr(change_refresh, "ORGANIZATIONS_PER_PASS", 1)
+    cursor = backfilled
+    for timezone in ("Australia/Perth", "Australia/Sydney"):
+        cancel_a_delivered_order_of(database_url, MARCH_20, timezone)
+        cursor = tick(database_url, redis_url, cursor).cursor
+    perth, sydney = organization_in(database_url, "Australia/Perth"), organization_in(database_url, "Australia/Sydney")
+    assert set(pending_organizations(database_url)["dashboard_cache"]) == {perth, sydney}
+    refresh_pending_now(database_url, redis_url)
+    assert not pending_days(database_url)  # every changed day in one pass
+    assert {asset: orgs for asset, orgs in pending_organizations(database_url).items() if orgs} == {
+        asset: {sydney} for asset in ("current_state", "dashboard_cache", "product_mix_30d")}
+    refresh_pending_now(database_url, redis_url)
+    assert not pending_organizations(database_url)
     assert_rollups_match_reference(database_url, HISTORY_START, HISTORY_END)
