@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import os
+import subprocess
 
 from bench.common import (
     LARGE_SCALE_HISTORY_DAYS,
@@ -58,7 +59,7 @@ from bench import (  # noqa: E402
     sustained,
 )
 from bench.common import generated_database  # noqa: E402
-from dashboard_assets.local_servers import LocalPostgres, LocalRedis  # noqa: E402
+from dashboard_assets.local_servers import LocalPostgres, LocalRedis, postgres_bin_dir  # noqa: E402
 
 PER_SCALE = ["backfill", "capture", "sensor", "read", "load", "baseline"]
 # The sustained stream's demos: (organizations, days of history).
@@ -88,7 +89,7 @@ def main() -> None:
         parser.error(f"--think-seconds must be more than 0, got {args.think_seconds}")
     logging.disable(logging.INFO)  # the progress lines, not Dagster's event stream
 
-    results = {"date": dt.date.today().isoformat(), "machine": machine(), "postgres": "16.2 (embedded pgserver)",
+    results = {"date": dt.date.today().isoformat(), "machine": machine(), "postgres": embedded_postgres_version(),
                "command": "python -m bench " + " ".join(args.benchmarks) + " --orgs " + " ".join(map(str, args.orgs))
                + (f" --think-seconds {args.think_seconds}" if args.think_seconds != load.THINK_SECONDS else "")
                + (f" --sustained-minutes {args.sustained_minutes} --rate {args.rate}"
@@ -114,6 +115,12 @@ def main() -> None:
     out = RESULTS_DIR / f"{results['date']}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     progress(f"written to {out.relative_to(ROOT)}")
+
+
+def embedded_postgres_version() -> str:
+    """The embedded server's version, as its binary prints it."""
+    printed = subprocess.run([str(postgres_bin_dir() / "postgres"), "--version"], capture_output=True, text=True)
+    return printed.stdout.split()[-1] + " (embedded-postgres)"
 
 
 def _scale(server: LocalPostgres, redis_server: LocalRedis, orgs: int, args: argparse.Namespace) -> dict:

@@ -15,14 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import pgserver
 import psutil
 import psycopg
 
 from dashboard_assets.automation import capture
 from dashboard_assets.db import engine, libpq_url
 from dashboard_assets.generate import generate
-from dashboard_assets.local_servers import LocalPostgres
+from dashboard_assets.local_servers import LocalPostgres, postgres_bin_dir
 from dashboard_assets.migrations import migrate
 from dashboard_assets.resources import PostgresResource, RedisResource
 
@@ -36,7 +35,7 @@ LARGE_SCALE_ORGANIZATIONS, LARGE_SCALE_HISTORY_DAYS = 1000, 60
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".local" / "bench"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PGBENCH = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
+PGBENCH = postgres_bin_dir() / "pgbench"
 _STARTED = time.monotonic()
 
 

@@ -9,14 +9,25 @@ import sys
 import psycopg
 
 from dashboard_assets import settings
+from dashboard_assets.automation.capture import CaptureError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments in one line naming the fix (argparse prints its usage
+    first), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} → see `{self.prog} --help`\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dashboard-assets", description=__doc__)
+    parser = _Parser(prog="dashboard-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     migrate_cmd = commands.add_parser("migrate", help="apply the project's schema objects (idempotent)")
     migrate_cmd.add_argument("--with-source-schema", action="store_true", help="also create the source tables")
+    migrate_cmd.add_argument("--runtime-role", help="the role that runs the pipeline: it owns the dashboard schema "
+                                                    "and reads the source tables (docs/deploy.md)")
 
     generate_cmd = commands.add_parser("generate", help="load deterministic synthetic source data")
     generate_cmd.add_argument("--orgs", type=_positive_int, required=True)
@@ -30,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics_cmd.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     metrics_cmd.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD")
 
+    commands.add_parser("check", help="whether this environment is ready: one line per finding with its fix; "
+                                      "exit 0 ready, 1 warnings only, 2 a blocker")
+
     demo_cmd = commands.add_parser("demo", help="the whole local demo: servers, data, backfill, Dagster UI")
     demo_cmd.add_argument("--orgs", type=_positive_int, default=5)
     demo_cmd.add_argument("--days", type=_positive_int, default=730)
@@ -40,9 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (settings.SettingsError, psycopg.Error, ValueError, LookupError) as error:
-        print(f"dashboard-assets {args.command}: {error}", file=sys.stderr)
+    except (settings.SettingsError, CaptureError, psycopg.Error, ValueError, LookupError) as error:
+        print(f"dashboard-assets {args.command}: {operator_message(error)}", file=sys.stderr)
         return 2
+
+
+def operator_message(error: Exception) -> str:
+    """One line naming the cause of an operator's mistake and its fix."""
+    text = " ".join(str(error).split())  # libpq's messages span several lines
+    if isinstance(error, psycopg.OperationalError) and "connection" in text:
+        return (f"{text} → check {settings.DATABASE_URL} (host, port, user, password, database) and that the "
+                "server accepts it; `dashboard-assets check` tells more")
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return f"{text} → the role lacks a right: `dashboard-assets check` names it, docs/deploy.md gives the GRANTs"
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,12 +76,21 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_demo(orgs=args.orgs, days=args.days, seed=args.seed, port=args.port, serve_ui=not args.no_ui)
 
+    if args.command == "check":
+        from dashboard_assets import readiness
+
+        findings = readiness.check()
+        for finding in findings:
+            print(finding.line())
+        return readiness.exit_status(findings)
+
     database_url = _required_env(settings.DATABASE_URL)
     if args.command == "migrate":
         from dashboard_assets.migrations import migrate
 
-        migrate(database_url, with_source_schema=args.with_source_schema)
-        print(json.dumps({"migrated": True, "with_source_schema": args.with_source_schema}))
+        migrate(database_url, with_source_schema=args.with_source_schema, runtime_role=args.runtime_role)
+        print(json.dumps({"migrated": True, "with_source_schema": args.with_source_schema,
+                          "runtime_role": args.runtime_role}))
     elif args.command == "metrics":
         from dashboard_assets import serving
 
@@ -103,10 +137,9 @@ def _required_env(name: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
+    if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
+    return int(text)
 
 
 if __name__ == "__main__":

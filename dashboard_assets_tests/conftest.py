@@ -57,9 +57,30 @@ def servers_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+# The suite's server: the embedded PostgreSQL, or the one whose binaries this
+# names (a folder such as /usr/lib/postgresql/15/bin), for the version matrix.
+POSTGRES_BIN = "DASHBOARD_TEST_POSTGRES_BIN"
+# What the version matrix runs on each other PostgreSQL (`-m postgres_versions`):
+# change capture, the refreshes, the read path, maintenance, least privilege
+# and a standby source.
+POSTGRES_VERSIONS_MODULES = {
+    "automation.test_change_capture", "automation.test_sensor", "automation.test_end_to_end",
+    "automation.test_change_refresh", "rollups.test_rollup_values", "rollups.test_timezones",
+    "analytics.test_read_path", "analytics.test_dashboard_metrics_function", "analytics.test_analytics_values",
+    "maintenance.test_table_maintenance", "test_least_privilege", "test_readiness", "test_replica",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.removeprefix("dashboard_assets_tests.") in POSTGRES_VERSIONS_MODULES:
+            item.add_marker(pytest.mark.postgres_versions)
+
+
 @pytest.fixture(scope="session")
 def postgres_server(servers_dir):
-    server = LocalPostgres(servers_dir / "postgres")
+    bin_dir = os.environ.get(POSTGRES_BIN)
+    server = LocalPostgres(servers_dir / "postgres", bin_dir=Path(bin_dir) if bin_dir else None)
     url = server.create_database(TEMPLATE_DATABASE)
     migrate(url, with_source_schema=True)
     with psycopg.connect(libpq_url(url)) as conn:

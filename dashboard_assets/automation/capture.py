@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 
 from dashboard_assets.automation.pgoutput import Decoder, RowChange, Truncation, lsn_text, lsn_value
 
@@ -49,12 +50,19 @@ _PEEK = """
 # that the next tick's advance moves the restart position up to it: each tick
 # then decodes about what changed since the previous one, instead of
 # everything since that record (a bulk statement's WAL again and again).
-# Skipped without the right to call it (granted by a superuser).
+# Skipped without the right to call it (granted by a superuser), and before
+# PostgreSQL 16, which has no such function: there, PostgreSQL's own record,
+# every 15 s while the server writes, bounds what a read decodes again.
 RESTART_LAG_BYTES = 1 << 20
 _LOG_RUNNING_TRANSACTIONS = """
     SELECT pg_log_standby_snapshot() FROM pg_replication_slots
     WHERE slot_name = %(slot)s AND pg_current_wal_lsn() - restart_lsn > %(lag)s
-      AND has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE')
+"""
+# Whether this role may write that record (PostgreSQL 16 on; a superuser's
+# GRANT): the function is checked as the statement starts, before any row.
+MAY_LOG_RUNNING_TRANSACTIONS = """
+    SELECT CASE WHEN current_setting('server_version_num')::int >= 160000
+                THEN has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE') ELSE false END
 """
 
 
@@ -85,14 +93,25 @@ class CapturedChanges:
         return not self.versions and not self.truncated
 
 
-def install(conn: psycopg.Connection, tables: list[str]) -> None:
-    """Publish `tables` and create the slot if it does not exist (autocommit
-    connection of a role that owns the tables and may replicate)."""
+def require_logical_wal(conn: psycopg.Connection) -> None:
+    """CaptureError, with the fix, unless the server's wal_level is logical."""
     if (level := _wal_level(conn)) != "logical":
         raise CaptureError(_WAL_LEVEL_MESSAGE.format(level=level))
+
+
+def install(conn: psycopg.Connection, tables: list[str], slot_role: str | None = None) -> None:
+    """Publish `tables` and create the slot if it does not exist (autocommit
+    connection of a role that owns the tables; the slot is created as
+    `slot_role` when given, else as this role, which must then replicate)."""
+    require_logical_wal(conn)
     conn.execute("SELECT dashboard.publish_source_changes(%s, %s)", (PUBLICATION, tables))
     if _slot(conn) is None:
-        create_slot(conn)
+        if slot_role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(slot_role)))
+        try:
+            create_slot(conn)
+        finally:
+            conn.execute("RESET ROLE")
 
 
 def slot_name(conn: psycopg.Connection) -> str:
@@ -152,7 +171,8 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[st
     slot = slot_name(conn)
     if cursor is not None and lsn_value(cursor) > confirmed:
         conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, cursor))
-    conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot, "lag": RESTART_LAG_BYTES})
+    if conn.execute(MAY_LOG_RUNNING_TRANSACTIONS).fetchone()[0]:
+        conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot, "lag": RESTART_LAG_BYTES})
     return _peek_until_changed(conn, slot, captured, wait_seconds)
 
 

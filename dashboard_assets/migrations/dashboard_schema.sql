@@ -2,7 +2,6 @@
 -- rollup tables, the helper functions the refresh SQL shares, and the views
 -- under the design document's names. Idempotent: safe to run on every deploy.
 
-CREATE SCHEMA IF NOT EXISTS dashboard;
 
 -- A battery's capacity in kWh: the `capacity_kwh` specification when it is
 -- entirely a decimal number, else 0 (missing, JSON null, "13.5kWh", "n/a").
