@@ -112,7 +112,8 @@ def _demo_urls(demo_dir: Path, log_path: Path) -> tuple[str, str, str]:
     """The demo's databases (its PostgreSQL listens on a socket in its data
     folder) and the Redis URL it printed."""
     socket = demo_dir / "postgres"
-    redis_url = next(line.split()[-1] for line in log_path.read_text().splitlines() if line.startswith("Redis:"))
+    redis_url = next(line.split()[-1] for line in log_path.read_text().splitlines()
+                     if line.startswith("servers") and "redis" in line)
     return (f"postgresql://postgres@/dashboard?host={socket}", f"postgresql://postgres@/dagster?host={socket}",
             redis_url)
 

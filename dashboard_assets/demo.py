@@ -5,7 +5,9 @@ DASHBOARD_DATABASE_URL / DASHBOARD_REDIS_URL / DAGSTER_POSTGRES_URL point at
 servers of your own), applies the schema, loads demo data when the source is
 empty, backfills every rollup partition in ONE run, refreshes the snapshot and
 serves the Dagster UI with its daemon on localhost. Ctrl-C stops everything it
-started.
+started. The console gets a line per stage; Dagster's own event stream (a
+line per event, thousands in a backfill) and the UI's and daemon's output go
+to DEMO_LOG, which the console names.
 """
 
 import contextlib
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,11 +31,22 @@ from dashboard_assets.db import libpq_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Servers' data and the Dagster home; DASHBOARD_DEMO_DIR moves it (tests do).
 STATE_DIR = Path(os.environ.get("DASHBOARD_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
+# Dagster's event stream, and the webserver's and daemon's output.
+DEMO_LOG = STATE_DIR / "demo.log"
+# The daily rollups whose partitions the backfill's progress counts.
+_PROGRESS_EVERY_SECONDS = 5.0
+
+
+def stage(name: str, text: str) -> None:
+    """A line of the demo's console."""
+    print(f"{name:<9} {text}", flush=True)
 
 
 def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> int:
     """Run the demo; returns the process exit code."""
-    with ExitStack() as servers:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as servers, DEMO_LOG.open("w") as log:
+        stage("log", f"Dagster's events, the UI's and the daemon's output: {_shown(DEMO_LOG)}")
         _start_servers(servers)
         _prepare_dagster_home()
         today = dt.datetime.now(ZoneInfo(settings.reporting_timezone())).date()
@@ -43,12 +57,18 @@ def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> i
 
         database_url = os.environ[settings.DATABASE_URL]
         migrate(database_url, with_source_schema=True)
+        stage("schema", "the dashboard schema, the source indexes and change capture are in place")
         _load_demo_data(database_url, orgs=orgs, days=days, seed=seed, end_date=today)
-        _backfill(settings.history_start(), today)
+        _backfill(settings.history_start(), today, log)
         if not serve_ui:
             return 0
         os.environ.setdefault(settings.UI_URL, f"http://127.0.0.1:{port}")  # where alerts link to
-        return _serve_ui(port)
+        return _serve_ui(port, log)
+
+
+def _shown(path: Path) -> str:
+    """A path as a person types it: relative to the project when inside it."""
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 def _start_servers(stack: ExitStack) -> None:
@@ -64,8 +84,8 @@ def _start_servers(stack: ExitStack) -> None:
         redis_server = LocalRedis(STATE_DIR / "redis")
         stack.callback(redis_server.stop)
         os.environ[settings.REDIS_URL] = redis_server.url
-    print(f"PostgreSQL: {_without_password(os.environ[settings.DATABASE_URL])}", flush=True)
-    print(f"Redis:      {_without_password(os.environ[settings.REDIS_URL])}", flush=True)
+    stage("servers", f"PostgreSQL {_without_password(os.environ[settings.DATABASE_URL])}")
+    stage("servers", f"Redis {_without_password(os.environ[settings.REDIS_URL])}")
 
 
 def _prepare_dagster_home() -> None:
@@ -85,14 +105,15 @@ def _load_demo_data(database_url: str, *, orgs: int, days: int, seed: int, end_d
 
     with psycopg.connect(libpq_url(database_url)) as conn:
         if conn.execute("SELECT EXISTS (SELECT 1 FROM organizations)").fetchone()[0]:
-            print("Source data present: not generating.", flush=True)
+            stage("data", "source data present: not generating")
             return
+        stage("data", f"generating {orgs} organizations over {days} days...")
         rows = generate(conn, orgs=orgs, days=days, seed=seed, end_date=end_date)
         conn.execute("ANALYZE")
-    print(f"Generated {sum(rows.values()):,} source rows for {orgs} organizations over {days} days.", flush=True)
+    stage("data", f"{sum(rows.values()):,} source rows")
 
 
-def _backfill(start: dt.date, end: dt.date) -> None:
+def _backfill(start: dt.date, end: dt.date, log) -> None:
     """Every rollup partition in one run, then the snapshot, the charts and
     analytics with the cache warming, the health report and the table
     maintenance, and every week of customer acquisition in one run; recorded in the Dagster instance so that
@@ -111,19 +132,50 @@ def _backfill(start: dt.date, end: dt.date) -> None:
     from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 
     weeks = weekly_partitions_def.get_partition_keys()
+    days = (end - start).days + 1
     runs = [
-        (daily_rollup_assets, _range_tags(start.isoformat(), end.isoformat())),
-        ([current_state_asset], {}),
-        ([*analytics_assets, dashboard_cache, dashboard_health, table_maintenance], {}),
-        ([customer_acquisition_cost], _range_tags(weeks[0], weeks[-1])),
+        (f"the daily rollups, {start} to {end} ({days} partitions each), in one run", daily_rollup_assets,
+         _range_tags(start.isoformat(), end.isoformat())),
+        ("the current-state snapshot", [current_state_asset], {}),
+        ("the charts, analytics, warmed cache, health report and table maintenance",
+         [*analytics_assets, dashboard_cache, dashboard_health, table_maintenance], {}),
+        (f"customer acquisition cost, {len(weeks)} weeks in one run", [customer_acquisition_cost],
+         _range_tags(weeks[0], weeks[-1])),
     ]
-    print(f"Backfilling {start}..{end} ({(end - start).days + 1} partitions) in one run...", flush=True)
     with dg.DagsterInstance.get() as instance:
-        for assets, tags in runs:
-            result = dg.materialize(assets, instance=instance, resources=build_resources(), tags=tags)
+        for what, assets, tags in runs:
+            stage("backfill", f"{what}...")
+            began = time.monotonic()
+            with _partitions_done(instance, [a.key for a in daily_rollup_assets], days), \
+                    contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                result = dg.materialize(assets, instance=instance, resources=build_resources(), tags=tags)
             if not result.success:
-                raise RuntimeError(f"backfill run {result.run_id} failed")
-    print("Backfill done.", flush=True)
+                raise RuntimeError(f"backfill run {result.run_id} failed: {_shown(DEMO_LOG)} says why")
+            stage("backfill", f"done in {time.monotonic() - began:.0f} s (run {result.run_id[:8]})")
+    stage("backfill", "every partition materialized")
+
+
+@contextlib.contextmanager
+def _partitions_done(instance, keys, days: int):
+    """While the block runs, a console line whenever more partitions of the
+    daily rollups are recorded as materialized."""
+    stop = threading.Event()
+
+    def report() -> None:
+        shown = None
+        while not stop.wait(_PROGRESS_EVERY_SECONDS):
+            done = [len(instance.get_materialized_partitions(key)) for key in keys]
+            if done != shown and shown is not None:
+                stage("backfill", ", ".join(f"{key.to_user_string()} {n}/{days}" for key, n in zip(keys, done)))
+            shown = done
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reporter.join()
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
@@ -131,18 +183,22 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
-def _serve_ui(port: int) -> int:
-    """`dagster dev` (webserver and daemon) until Ctrl-C or SIGTERM, then stop
-    its whole process group: interrupt, then terminate, then kill."""
+def _serve_ui(port: int, log) -> int:
+    """`dagster dev` (webserver and daemon, their output in the log) until
+    Ctrl-C or SIGTERM, then stop its whole process group: interrupt, then
+    terminate, then kill."""
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(port)]
-    print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops the demo and its servers)", flush=True)
     ui = subprocess.Popen(
         command,
         cwd=os.environ["DAGSTER_HOME"],
+        stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,  # signals reach it from here only, in order
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    stage("UI", f"http://127.0.0.1:{port} (answering within a few seconds), with its daemon: the sensors and "
+                "schedules run")
+    stage("stop", "Ctrl-C stops the UI, the daemon and the servers")
     stop_requested = False
 
     def request_stop(*_) -> None:
@@ -153,7 +209,7 @@ def _serve_ui(port: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     while ui.poll() is None and not stop_requested:
         time.sleep(0.5)
-    print("Stopping the Dagster UI and daemon...", flush=True)
+    stage("stop", "stopping the UI, the daemon and the servers...")
     stop_group(ui)
     return 0 if stop_requested else ui.returncode
 

@@ -44,7 +44,11 @@ def test_demo_backfills_everything_in_one_run_and_stops_its_servers():
             env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
         )
         assert demo.returncode == 0, demo.stderr[-3000:]
-        assert "Backfill done." in demo.stdout
+        assert "backfill  every partition materialized" in demo.stdout
+        console = demo.stdout.splitlines()
+        assert len(console) <= 20 and all(line.split()[0] in ("log", "servers", "schema", "data", "backfill")
+                                          for line in console), console  # a line per stage, no event stream
+        assert "STEP_SUCCESS" in (state_dir / "demo.log").read_text()  # Dagster's events, in the log it names
         assert _processes_under(str(state_dir)) == []  # both servers stopped
         # Start again, read what the instance recorded, stop again.
         inspect = subprocess.run(

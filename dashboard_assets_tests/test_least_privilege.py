@@ -119,5 +119,7 @@ def test_migrate_names_what_the_roles_lack(erp, postgres_server):
     assert "Traceback" not in missing.stderr + no_replication.stderr
     unmigrated = dashboard_assets_cli("check", database_url=runtime_url)
     assert unmigrated.returncode == 2
-    assert "blocker dashboard schema: not installed → run `dashboard-assets migrate`" in unmigrated.stdout
+    assert ("blocker dashboard schema: not installed → run `dashboard-assets migrate --runtime-role <runtime role>`"
+            " as the source tables' owner (this role may not: it lacks CREATE on the database and ownership of"
+            in unmigrated.stdout)
     assert f"blocker role {runtime}: has no REPLICATION attribute" in unmigrated.stdout

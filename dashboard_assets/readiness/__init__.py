@@ -116,7 +116,8 @@ def _database(url: str) -> list[Finding]:
                            {"publication": capture.PUBLICATION, "slot": capture.slot_name(conn)})
         rows = conn.execute(load_sql(_SQL, "source_tables.sql"), {"tables": list(SOURCE_TABLES)}).fetchall()
         readable = {name for name, present, can_read, *_ in rows if present and can_read}
-        findings = [*_server(server), *_role(conn, server), *_source_tables(rows, server["superuser"])]
+        unowned = [name for name, present, _, _, owns, _ in rows if present and not owns]
+        findings = [*_server(server), *_role(conn, server, unowned), *_source_tables(rows, server["superuser"])]
         if len(readable) == len(rows):
             findings += _columns(conn) + _timezones(conn)
         findings += _source_indexes(conn, server["migrated"]) + _slot(server)
@@ -167,7 +168,7 @@ def _server(server: dict) -> list[Finding]:
     return findings
 
 
-def _role(conn: psycopg.Connection, server: dict) -> list[Finding]:
+def _role(conn: psycopg.Connection, server: dict, unowned_sources: list[str]) -> list[Finding]:
     role = f"role {server['role']}"
     if server["superuser"]:
         return [Finding(Level.WARNING, role, "is a superuser", "run the pipeline as a runtime role without "
@@ -177,10 +178,12 @@ def _role(conn: psycopg.Connection, server: dict) -> list[Finding]:
         findings.append(Finding(Level.BLOCKER, role, "has no REPLICATION attribute: capture cannot read its slot",
                                 f"ALTER ROLE {server['role']} REPLICATION"))
     if not server["migrated"]:
-        migrate_lacks = [] if server["create_on_database"] else ["CREATE on the database"]
+        migrate_lacks = ([] if server["create_on_database"] else ["CREATE on the database"]) + (
+            [f"ownership of {_listed(unowned_sources)}"] if unowned_sources else [])
         findings.append(Finding(Level.BLOCKER, "dashboard schema", "not installed",
-                                "run `dashboard-assets migrate` as the source tables' owner"
-                                + (f" (this role lacks {', '.join(migrate_lacks)})" if migrate_lacks else "")))
+                                "run `dashboard-assets migrate --runtime-role <runtime role>` as the source tables' "
+                                "owner" + (f" (this role may not: it lacks {' and '.join(migrate_lacks)})"
+                                           if migrate_lacks else " (this role may)")))
         return findings
     if not server["dashboard_usage"]:
         findings.append(Finding(Level.BLOCKER, role, "has no USAGE on schema dashboard",
