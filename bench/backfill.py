@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -37,7 +36,7 @@ from bench.common import END_DATE, RESULTS_DIR, ROOT, START_DATE, STATE_DIR, fre
 from dashboard_assets import DAGSTER_BATCHING_ENV, settings
 from dashboard_assets.automation import capture
 from dashboard_assets.db import libpq_url, load_sql
-from dashboard_assets.demo import psycopg2_url, stop_group
+from dashboard_assets.demo import DG, psycopg2_url, stop_group
 from dashboard_assets.local_servers import LocalPostgres, free_port
 from dashboard_assets.migrations import migrate
 from dashboard_assets.rollups.assets import DAILY_ROLLUPS
@@ -108,8 +107,7 @@ def _backfill(server: LocalPostgres, url: str, redis_url: str, orgs: int, path: 
 
 def _from_cli(env: dict, home: Path) -> tuple[dict[str, float], float]:
     """The README's command, as a user types it."""
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dashboard_assets.definitions",
-               "--select", ROLLUP_SELECTION, "--partition-range", f"{START_DATE}...{END_DATE}"]
+    command = [str(DG), "launch", "--assets", ROLLUP_SELECTION, "--partition-range", f"{START_DATE}...{END_DATE}"]
     with open(home / "cli.log", "w") as log, _PeakMemory() as peak:
         began = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -120,13 +118,12 @@ def _from_cli(env: dict, home: Path) -> tuple[dict[str, float], float]:
 
 
 def _from_ui(env: dict, home: Path) -> tuple[dict[str, float], float]:
-    """The UI's backfill of the range on `dagster dev` (webserver and daemon):
+    """The UI's backfill of the range on `dg dev` (webserver and daemon):
     until its run has ended, and until the backfill shows as completed."""
     port = free_port()
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-               "-p", str(port)]
+    command = [str(DG), "dev", "-h", "127.0.0.1", "-p", str(port)]
     with open(home / "ui.log", "w") as log, _PeakMemory() as peak:
-        ui = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
+        ui = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
         try:
             _wait_for(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), 120, "the webserver")

@@ -31,6 +31,8 @@ from dashboard_assets.db import libpq_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Servers' data and the Dagster home; DASHBOARD_DEMO_DIR moves it (tests do).
 STATE_DIR = Path(os.environ.get("DASHBOARD_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
+# Dagster's `dg` CLI, installed beside this interpreter.
+DG = Path(sys.executable).parent / "dg"
 # Dagster's event stream, and the webserver's and daemon's output.
 DEMO_LOG = STATE_DIR / "demo.log"
 # The daily rollups whose partitions the backfill's progress counts.
@@ -184,14 +186,14 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def _serve_ui(port: int, log) -> int:
-    """`dagster dev` (webserver and daemon, their output in the log) until
+    """`dg dev` (webserver and daemon, their output in the log) until
     Ctrl-C or SIGTERM, then stop its whole process group: interrupt, then
     terminate, then kill."""
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(port)]
+    command = [str(DG), "dev", "-h", "127.0.0.1", "-p", str(port)]
     ui = subprocess.Popen(
         command,
-        cwd=os.environ["DAGSTER_HOME"],
+        cwd=PROJECT_ROOT,  # where dg finds the project (pyproject.toml's [tool.dg])
+        env=os.environ | {"VIRTUAL_ENV": sys.prefix},
         stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,  # signals reach it from here only, in order
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),

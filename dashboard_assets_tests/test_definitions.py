@@ -1,10 +1,17 @@
 """The asset graph as the UI shows it: a change to lineage fails here."""
 
+import json
+import os
+import subprocess
+import sys
+
 import dagster as dg
 
 from dashboard_assets.definitions import defs
+from dashboard_assets.demo import DG
 from dashboard_assets.rollups.assets import RECONCILES_WITH_SOURCE, VALUES_ARE_POSSIBLE
 from dashboard_assets.sources import SOURCE_TABLES
+from dashboard_assets_tests.conftest import PROJECT_ROOT
 
 EXPECTED_ROLLUP_DEPS = {
     "daily_metrics": {"organizations", "orders", "order_items", "jobs", "products"},
@@ -84,3 +91,20 @@ def test_the_sensors_run_from_the_start():
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
     [alerts] = [sensor for sensor in defs.sensors if sensor.name == "alerts_sensor"]
     assert "DASHBOARD_ALERT_WEBHOOK_URL" in alerts.description  # shown in the UI
+
+
+def test_dg_checks_and_lists_the_definitions_from_a_fresh_environment(tmp_path):
+    """`dg check defs` and `dg list defs` as the README gives them, with none
+    of the project's variables set (the instance then keeps its runs in local
+    SQLite files, with a warning)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHBOARD_", "DAGSTER_"))}
+    env["VIRTUAL_ENV"] = sys.prefix
+    checked = subprocess.run([str(DG), "check", "defs"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "All definitions loaded successfully." in checked.stdout + checked.stderr
+    listed = subprocess.run([str(DG), "list", "defs", "--json"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    keys = {asset["asset_key"] for asset in json.loads(listed.stdout)["assets"]}
+    assert {"daily_metrics", "daily_pipeline", "daily_warranty", "daily_jobs", "dashboard_cache"} <= keys

@@ -21,6 +21,7 @@ from dashboard_assets import serving
 from dashboard_assets.analytics.assets import analytics_assets, dashboard_cache
 from dashboard_assets.cache import DashboardCache
 from dashboard_assets.db import libpq_url
+from dashboard_assets.demo import DG
 from dashboard_assets.local_servers import LocalRedis, free_port
 from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import PostgresResource, RedisResource
@@ -117,8 +118,7 @@ def test_a_run_killed_in_the_middle_of_a_ranged_backfill(database_url, redis_url
         # Hold one row of the 20th: the run's DELETE of the range stops there, half done.
         blocker.execute("SELECT 1 FROM dashboard.daily_metrics WHERE metric_date = '2025-03-20' LIMIT 1 FOR UPDATE")
         backfill = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "dashboard_assets.definitions",
-             "--select", "daily_metrics", "--partition-range", f"{MARCH[0]}...{MARCH[1]}"],
+            [str(DG), "launch", "--assets", "daily_metrics", "--partition-range", f"{MARCH[0]}...{MARCH[1]}"],
             cwd=PROJECT_ROOT, env=environment, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

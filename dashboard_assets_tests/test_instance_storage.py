@@ -31,7 +31,7 @@ def test_a_run_writes_its_events_on_few_connections(postgres_server, tmp_path, m
     (tmp_path / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", psycopg2_url(url))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert instance.get_ref().storage_data.class_name == PooledPostgresStorage.__name__
+        assert isinstance(instance.get_ref().storage, PooledPostgresStorage)
         before = _sessions(url)
         result = dg.materialize([first, second], instance=instance)
         assert result.success

@@ -3,7 +3,7 @@ would on a PostgreSQL the project did not start nor configure: Debian's
 PostgreSQL 15 (package postgresql-15), a cluster of its own with the server's
 default settings, an ERP owner role that owns the source tables and a runtime
 role. check → fix what it names → migrate as the owner → check → backfill
-with `dagster asset materialize` → the webserver and the daemon on a Dagster
+with `dg launch` → the webserver and the daemon on a Dagster
 storage of its own, as the runtime role, which keeps the rollups up to date."""
 
 import datetime as dt
@@ -112,8 +112,7 @@ def test_check_migrate_backfill_and_serve_on_a_server_of_your_own(debian_server,
     assert "PostgreSQL: 15." in checked.stdout
 
     # 3. backfill in one run
-    run("dagster", "asset", "materialize", "-m", "dashboard_assets.definitions", "--select",
-        "daily_metrics,daily_pipeline,daily_warranty,daily_jobs", "--partition-range",
+    run("dg", "launch", "--assets", "daily_metrics,daily_pipeline,daily_warranty,daily_jobs", "--partition-range",
         f"{FIRST_DAY}...{LAST_DAY}", env=env)
     assert_rollups_match_reference(runtime_url, FIRST_DAY, LAST_DAY)
 
