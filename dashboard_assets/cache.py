@@ -107,6 +107,10 @@ class Keys:
         """Hash of read outcomes (hit, miss) counted in one UTC hour (YYYYMMDDHH)."""
         return f"{self.prefix}:stats:reads:{hour}"
 
+    def read_histogram(self, name: str) -> str:
+        """Hash of a read-path histogram (Prometheus buckets, sum), never expiring."""
+        return f"{self.prefix}:stats:histogram:{name}"
+
     def read_latencies(self, hour: str) -> str:
         """List of the hour's most recent read latencies in milliseconds."""
         return f"{self.prefix}:stats:latency_ms:{hour}"

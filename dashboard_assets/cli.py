@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics_cmd.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     metrics_cmd.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD")
 
+    serve_cmd = commands.add_parser("serve-metrics", help="serve the pipeline's metrics for Prometheus at "
+                                                          "http://HOST:PORT/metrics until stopped")
+    serve_cmd.add_argument("--port", type=_positive_int, default=9464)
+    serve_cmd.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
+
     commands.add_parser("check", help="whether this environment is ready: one line per finding with its fix; "
                                       "exit 0 ready, 1 warnings only, 2 a blocker")
 
@@ -99,6 +104,10 @@ def _run(args: argparse.Namespace) -> int:
             args.org, args.date_from, args.date_to, database_url=database_url, dashboard_cache=dashboard_cache
         )
         print(json.dumps(value, indent=2))
+    elif args.command == "serve-metrics":
+        from dashboard_assets.prometheus import serve
+
+        serve(database_url, _reachable_cache(), args.host, args.port)
     elif args.command == "generate":
         from dashboard_assets.db import libpq_url
         from dashboard_assets.generate import generate

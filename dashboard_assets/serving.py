@@ -68,26 +68,33 @@ def dashboard_metrics(
     org, date_from, date_to = validate_request(org, date_from, date_to)
     began = time.perf_counter()
     key = dashboard_cache.keys.metrics(org, date_from, date_to) if dashboard_cache else None
+    looked_up = None
     if dashboard_cache:
         try:
-            if (cached := dashboard_cache.get(key)) is not None:
-                _record(dashboard_cache, "hit", began)
+            cached = dashboard_cache.get(key)
+            looked_up = time.perf_counter()
+            if cached is not None:
+                _record(dashboard_cache, "hit", began, looked_up)
                 return cached
         except Exception as error:  # noqa: BLE001 - see the module's docstring
             log.warning("Redis unavailable, reading from PostgreSQL: %s: %s", type(error).__name__, error)
+    asked = time.perf_counter()
     with autocommit_connection(database_url) as conn:  # one statement, one snapshot
         value = compute_metrics(conn, org, date_from, date_to, as_of=as_of)
+    answered = time.perf_counter()
     if dashboard_cache:
         try:
             dashboard_cache.write([cache.Entry(org, key, value, cache.TTL_SECONDS["metrics"])])
-            _record(dashboard_cache, "miss", began)
+            _record(dashboard_cache, "miss", began, looked_up, answered - asked)
         except Exception as error:  # noqa: BLE001 - see the module's docstring
             log.warning("Redis unavailable, answer not cached: %s: %s", type(error).__name__, error)
     return value
 
 
-def _record(dashboard_cache: cache.DashboardCache, outcome: str, began: float) -> None:
-    record_read(dashboard_cache, outcome, time.perf_counter() - began)
+def _record(dashboard_cache: cache.DashboardCache, outcome: str, began: float, looked_up: float | None,
+            database_seconds: float | None = None) -> None:
+    record_read(dashboard_cache, outcome, time.perf_counter() - began,
+                cache_seconds=None if looked_up is None else looked_up - began, database_seconds=database_seconds)
 
 
 def organization_today(conn: psycopg.Connection, org: str, as_of: dt.datetime | None = None) -> dt.date:

@@ -1,0 +1,10 @@
+-- The state of change capture and of the work it left, for monitoring: WAL
+-- written since the slot's confirmed position (NULL without a slot), seconds
+-- since capture last recorded the position it read through, restarts so far,
+-- and the pending (rollup, organization, day) and (asset, organization).
+SELECT (SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots
+        WHERE slot_name = %(slot)s)::bigint AS lag_bytes,
+       (SELECT extract(epoch FROM now() - max(recorded_at)) FROM dashboard.capture_progress)::float8 AS read_age,
+       (SELECT count(*) FROM dashboard.capture_restarts)::bigint AS restarts,
+       (SELECT count(*) FROM dashboard.pending_days)::bigint AS pending_days,
+       (SELECT count(*) FROM dashboard.pending_organizations)::bigint AS pending_organizations
