@@ -31,6 +31,8 @@ from dashboard_assets.db import libpq_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Servers' data and the Dagster home; DASHBOARD_DEMO_DIR moves it (tests do).
 STATE_DIR = Path(os.environ.get("DASHBOARD_DEMO_DIR") or PROJECT_ROOT / ".local" / "demo")
+# Where the demo serves the pipeline's Prometheus metrics (when free).
+METRICS_PORT = 9464
 # Dagster's `dg` CLI, installed beside this interpreter.
 DG = Path(sys.executable).parent / "dg"
 # Dagster's event stream, and the webserver's and daemon's output.
@@ -65,7 +67,31 @@ def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> i
         if not serve_ui:
             return 0
         os.environ.setdefault(settings.UI_URL, f"http://127.0.0.1:{port}")  # where alerts link to
+        _serve_metrics(servers, log)
         return _serve_ui(port, log)
+
+
+def _serve_metrics(stack: ExitStack, log) -> None:
+    """The pipeline's Prometheus metrics, as `dashboard-assets serve-metrics`
+    serves them, on port 9464 (or a free one), while the demo runs."""
+    import dagster as dg
+    from prometheus_client import start_http_server
+
+    from dashboard_assets.local_servers import free_port
+    from dashboard_assets.resources import RedisResource
+
+    with contextlib.redirect_stderr(log):  # the code location's import-time notices
+        from dashboard_assets.prometheus import registry
+
+    instance = stack.enter_context(dg.DagsterInstance.get())
+    metrics = registry(os.environ[settings.DATABASE_URL], RedisResource(url=os.environ[settings.REDIS_URL]).cache(),
+                       instance)
+    try:
+        server, _ = start_http_server(METRICS_PORT, addr="127.0.0.1", registry=metrics)
+    except OSError:  # taken
+        server, _ = start_http_server(free_port(), addr="127.0.0.1", registry=metrics)
+    stack.callback(server.shutdown)
+    stage("metrics", f"http://127.0.0.1:{server.server_port}/metrics, for Prometheus (docs/deploy.md)")
 
 
 def _shown(path: Path) -> str:

@@ -9,6 +9,9 @@ import subprocess
 import urllib.parse
 import urllib.request
 
+import uuid
+
+import dagster as dg
 import psycopg
 import pytest
 from prometheus_client import start_http_server
@@ -31,11 +34,14 @@ pytestmark = pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
 def test_the_alert_rules_load():
     checked = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 8 rules found" in checked.stdout
+    assert "SUCCESS: 7 rules found" in checked.stdout
 
 
-def test_prometheus_scrapes_what_the_pipeline_holds(database_url, redis_url, tmp_path):
-    assert materialize_days(database_url, HISTORY_START, HISTORY_END).success
+def test_prometheus_scrapes_what_the_pipeline_holds(database_url, redis_url, dagster_home, tmp_path):
+    instance = dg.DagsterInstance.get()
+    assert materialize_days(database_url, HISTORY_START, HISTORY_END, instance=instance).success
+    instance.add_run(dg.DagsterRun(job_name="change_refresh", run_id=str(uuid.uuid4()),
+                                   status=dg.DagsterRunStatus.NOT_STARTED))  # waiting to start
     store = RedisResource(url=redis_url).cache()
     with psycopg.connect(libpq_url(database_url)) as conn:
         (org,) = conn.execute("SELECT id::text FROM organizations ORDER BY id LIMIT 1").fetchone()
@@ -52,7 +58,7 @@ def test_prometheus_scrapes_what_the_pipeline_holds(database_url, redis_url, tmp
     assert pending > 0
 
     exporter_port, prometheus_port = free_port(), free_port()
-    server, _ = start_http_server(exporter_port, addr="127.0.0.1", registry=registry(database_url, store))
+    server, _ = start_http_server(exporter_port, addr="127.0.0.1", registry=registry(database_url, store, instance))
     (tmp_path / "prometheus.yml").write_text(json.dumps({  # YAML is a superset of JSON
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -76,8 +82,11 @@ def test_prometheus_scrapes_what_the_pipeline_holds(database_url, redis_url, tmp
         assert answer('dashboard_exporter_up{server="postgresql"}') == 1
         assert answer('dashboard_exporter_up{server="redis"}') == 1
         assert 0 <= answer('dashboard_rollup_last_refresh_age_seconds{rollup="daily_metrics"}') < 600
+        assert answer('dashboard_asset_check_failed{asset="daily_metrics",check="reconciles_with_source"}') == 0
+        assert answer('dashboard_change_refresh_runs{state="queued"}') == 1
+        assert answer('dashboard_exporter_up{server="dagster"}') == 1
         rules = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/api/v1/rules").read())
-        assert sum(len(group["rules"]) for group in rules["data"]["groups"]) == 8
+        assert sum(len(group["rules"]) for group in rules["data"]["groups"]) == 7
     finally:
         stop_process_group(prometheus, timeout=30)
         server.shutdown()

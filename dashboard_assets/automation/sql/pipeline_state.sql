@@ -1,6 +1,6 @@
 -- The state of change capture and of the work it left, for monitoring: WAL
 -- written since the slot's confirmed position (NULL without a slot), seconds
--- since capture last recorded the position it read through, restarts so far,
+-- since capture last recorded changes (NULL before the first), restarts so far,
 -- and the pending (rollup, organization, day) and (asset, organization).
 SELECT (SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots
         WHERE slot_name = %(slot)s)::bigint AS lag_bytes,
