@@ -7,6 +7,8 @@ Runs reach the database side by side as runs instead (the run queue, at most
 two refresh steps at once in the `source_database` pool).
 """
 
+import warnings
+
 import dagster as dg
 
 from dashboard_assets.analytics.assets import analytics_assets, customer_acquisition_cost, dashboard_cache
@@ -25,6 +27,11 @@ from dashboard_assets.monitoring import dashboard_health
 from dashboard_assets.resources import build_resources
 from dashboard_assets.rollups.assets import current_state_asset, daily_rollup_assets
 from dashboard_assets.sources import source_table_specs
+
+# Dagster copies each sensor with its owners when it binds resources to jobs,
+# and marks that parameter beta. Silence that one notice, not warnings in
+# general (the demo's console and every process's log would repeat it).
+warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning)
 
 defs = dg.Definitions(
     assets=[

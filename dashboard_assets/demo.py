@@ -67,21 +67,19 @@ def run_demo(*, orgs: int, days: int, seed: int, port: int, serve_ui: bool) -> i
         if not serve_ui:
             return 0
         os.environ.setdefault(settings.UI_URL, f"http://127.0.0.1:{port}")  # where alerts link to
-        _serve_metrics(servers, log)
+        _serve_metrics(servers)
         return _serve_ui(port, log)
 
 
-def _serve_metrics(stack: ExitStack, log) -> None:
+def _serve_metrics(stack: ExitStack) -> None:
     """The pipeline's Prometheus metrics, as `dashboard-assets serve-metrics`
     serves them, on port 9464 (or a free one), while the demo runs."""
     import dagster as dg
     from prometheus_client import start_http_server
 
     from dashboard_assets.local_servers import free_port
+    from dashboard_assets.prometheus import registry
     from dashboard_assets.resources import RedisResource
-
-    with contextlib.redirect_stderr(log):  # the code location's import-time notices
-        from dashboard_assets.prometheus import registry
 
     instance = stack.enter_context(dg.DagsterInstance.get())
     metrics = registry(os.environ[settings.DATABASE_URL], RedisResource(url=os.environ[settings.REDIS_URL]).cache(),
