@@ -93,7 +93,7 @@ class PipelineCollector(Collector):
         with autocommit_connection(self._database_url) as conn:
             state = conn.execute(load_sql(_SQL, "pipeline_state.sql"), {"slot": slot_name(conn)}).fetchone()
             refreshes = conn.execute(load_sql(_SQL, "refresh_counts.sql")).fetchall()
-        lag_bytes, read_age, restarts, pending_days, pending_organizations = state
+        lag_bytes, read_age, lag_seconds, restarts, pending_days, pending_organizations = state
         counted = CounterMetricFamily(f"{PREFIX}_rollup_refreshes", "Committed refreshes (transactions) of each "
                                       "rollup.", labels=["rollup"])
         for rollup, count in refreshes:
@@ -102,6 +102,9 @@ class PipelineCollector(Collector):
         if lag_bytes is not None:
             yield GaugeMetricFamily(f"{PREFIX}_capture_lag_bytes", "WAL written since the position change capture "
                                     "last confirmed.", value=lag_bytes)
+        if lag_seconds is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_capture_lag_seconds", "How long after its commit capture recorded "
+                                    "the newest change of its last read.", value=lag_seconds)
         if read_age is not None:
             yield GaugeMetricFamily(f"{PREFIX}_capture_last_recorded_age_seconds", "Seconds since change capture "
                                     "last recorded changes (it grows while the source is quiet).", value=read_age)

@@ -95,14 +95,17 @@ def record(conn: psycopg.Connection, changes: CapturedChanges, first_day: dt.dat
                       "position": changes.position})
         conn.execute(load_sql(_SQL, "keep_activity.sql"))
         conn.execute(load_sql(_SQL, "prune_activity.sql"), {"keep": ACTIVITY_DEPTH})
-        conn.execute(_RECORDED_THROUGH, (slot_name(conn), changes.position))
+        conn.execute(_RECORDED_THROUGH, (slot_name(conn), changes.position, newest_commit(changes)))
     return marked
 
 
+_POSTGRES_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _RECORDED_THROUGH = """
-    INSERT INTO dashboard.capture_progress (slot_name, recorded_through) VALUES (%s, %s::pg_lsn)
+    INSERT INTO dashboard.capture_progress (slot_name, recorded_through, lag_seconds)
+    VALUES (%s, %s::pg_lsn, extract(epoch FROM clock_timestamp() - %s::timestamptz))
     ON CONFLICT (slot_name) DO UPDATE
-    SET recorded_through = greatest(capture_progress.recorded_through, excluded.recorded_through), recorded_at = now()
+    SET recorded_through = greatest(capture_progress.recorded_through, excluded.recorded_through), recorded_at = now(),
+        lag_seconds = excluded.lag_seconds
 """
 
 
@@ -130,6 +133,15 @@ def _version_rows(changes: CapturedChanges) -> Iterator[tuple]:
             for place, value in zip(places, version):
                 row[place] = value
             yield name, *row
+
+
+def newest_commit(changes: CapturedChanges) -> dt.datetime | None:
+    """When the newest change read was committed (pgoutput's commit time:
+    microseconds since 2000-01-01 UTC, big-endian)."""
+    newest = max((entry[5] for entries in changes.activity.values() for entry in entries), default=None)
+    if newest is None:
+        return None
+    return _POSTGRES_EPOCH + dt.timedelta(microseconds=int.from_bytes(newest, "big", signed=True))
 
 
 def _activity_rows(changes: CapturedChanges) -> Iterator[tuple]:

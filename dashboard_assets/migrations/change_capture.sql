@@ -117,3 +117,6 @@ CREATE TABLE IF NOT EXISTS dashboard.capture_progress (
     recorded_through  pg_lsn NOT NULL,
     recorded_at       timestamptz NOT NULL DEFAULT now()
 );
+-- How long after its commit the newest change of the last read was recorded:
+-- change capture's lag in seconds, for monitoring.
+ALTER TABLE dashboard.capture_progress ADD COLUMN IF NOT EXISTS lag_seconds double precision;
