@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def operator_message(error: Exception) -> str:
     """One line naming the cause of an operator's mistake and its fix."""
-    text = " ".join(str(error).split())  # libpq's messages span several lines
+    from dashboard_assets.readiness import one_line
+
+    text = one_line(error)
     if isinstance(error, psycopg.OperationalError) and "connection" in text:
         return (f"{text} → check {settings.DATABASE_URL} (host, port, user, password, database) and that the "
                 "server accepts it; `dashboard-assets check` tells more")

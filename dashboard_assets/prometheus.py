@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from dashboard_assets import cache
-from dashboard_assets.automation.capture import slot_name
+from dashboard_assets.automation.capture import slot_health, slot_name
 from dashboard_assets.automation.change_refresh import JOB_NAME as CHANGE_REFRESH_JOB
 from dashboard_assets.db import autocommit_connection, load_sql
 from dashboard_assets.definitions import defs
@@ -93,7 +93,8 @@ class PipelineCollector(Collector):
         with autocommit_connection(self._database_url) as conn:
             state = conn.execute(load_sql(_SQL, "pipeline_state.sql"), {"slot": slot_name(conn)}).fetchone()
             refreshes = conn.execute(load_sql(_SQL, "refresh_counts.sql")).fetchall()
-        lag_bytes, read_age, lag_seconds, restarts, pending_days, pending_organizations = state
+            lag_bytes = slot_health(conn).get("lag_bytes")
+        read_age, lag_seconds, restarts, pending_days, pending_organizations = state
         counted = CounterMetricFamily(f"{PREFIX}_rollup_refreshes", "Committed refreshes (transactions) of each "
                                       "rollup.", labels=["rollup"])
         for rollup, count in refreshes:

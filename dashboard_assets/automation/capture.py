@@ -54,15 +54,18 @@ _PEEK = """
 # PostgreSQL 16, which has no such function: there, PostgreSQL's own record,
 # every 15 s while the server writes, bounds what a read decodes again.
 RESTART_LAG_BYTES = 1 << 20
-_LOG_RUNNING_TRANSACTIONS = """
-    SELECT pg_log_standby_snapshot() FROM pg_replication_slots
-    WHERE slot_name = %(slot)s AND pg_current_wal_lsn() - restart_lsn > %(lag)s
-"""
 # Whether this role may write that record (PostgreSQL 16 on; a superuser's
-# GRANT): the function is checked as the statement starts, before any row.
+# GRANT): a statement naming the function is refused as it starts, before any
+# row, so the function is called in a statement of its own, only when due.
 MAY_LOG_RUNNING_TRANSACTIONS = """
-    SELECT CASE WHEN current_setting('server_version_num')::int >= 160000
-                THEN has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE') ELSE false END
+    CASE WHEN current_setting('server_version_num')::int >= 160000
+         THEN has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE') ELSE false END
+"""
+_MAY_LOG = f"SELECT {MAY_LOG_RUNNING_TRANSACTIONS}"
+_RUNNING_TRANSACTIONS_DUE = f"""
+    SELECT {MAY_LOG_RUNNING_TRANSACTIONS} AND EXISTS (
+        SELECT FROM pg_replication_slots
+        WHERE slot_name = %(slot)s AND pg_current_wal_lsn() - restart_lsn > %(lag)s)
 """
 
 
@@ -171,9 +174,14 @@ def read_changes(conn: psycopg.Connection, cursor: str | None, captured: dict[st
     slot = slot_name(conn)
     if cursor is not None and lsn_value(cursor) > confirmed:
         conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, cursor))
-    if conn.execute(MAY_LOG_RUNNING_TRANSACTIONS).fetchone()[0]:
-        conn.execute(_LOG_RUNNING_TRANSACTIONS, {"slot": slot, "lag": RESTART_LAG_BYTES})
+    if conn.execute(_RUNNING_TRANSACTIONS_DUE, {"slot": slot, "lag": RESTART_LAG_BYTES}).fetchone()[0]:
+        conn.execute("SELECT pg_log_standby_snapshot()")
     return _peek_until_changed(conn, slot, captured, wait_seconds)
+
+
+def may_log_running_transactions(conn: psycopg.Connection) -> bool:
+    """Whether capture can write its record of the running transactions here."""
+    return conn.execute(_MAY_LOG).fetchone()[0]
 
 
 def recorded_through(conn: psycopg.Connection) -> str | None:

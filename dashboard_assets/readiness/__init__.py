@@ -99,9 +99,14 @@ def _connect(url: str) -> psycopg.Connection:
                            options="-c default_transaction_read_only=on")
 
 
+def one_line(error: Exception) -> str:
+    """An error's message in one line (libpq's spans several)."""
+    return " ".join(str(error).split())
+
+
 def unreachable(name: str, error: Exception) -> Finding:
-    """A server out of reach, in one line (libpq's message spans several)."""
-    reason = " ".join(str(error).split())
+    """A server out of reach, in one line."""
+    reason = one_line(error)
     return Finding(Level.BLOCKER, name, f"cannot connect: {reason}",
                    "check the URL's host, port, user, password and database, and that the server accepts them")
 
@@ -112,8 +117,11 @@ def _database(url: str) -> list[Finding]:
     except psycopg.Error as error:
         return [unreachable(settings.DATABASE_URL, error)]
     with conn:
-        server = fetch_one(conn, load_sql(_SQL, "server.sql"),
-                           {"publication": capture.PUBLICATION, "slot": capture.slot_name(conn)})
+        server = fetch_one(conn, load_sql(_SQL, "server.sql"), {"publication": capture.PUBLICATION})
+        slot = capture.slot_health(conn)
+        server |= {"may_log_running_transactions": capture.may_log_running_transactions(conn),
+                   "slot_wal_status": None if slot["slot"] == "missing" else slot["slot"],
+                   "slot_lag_bytes": slot.get("lag_bytes")}
         rows = conn.execute(load_sql(_SQL, "source_tables.sql"), {"tables": list(SOURCE_TABLES)}).fetchall()
         readable = {name for name, present, can_read, *_ in rows if present and can_read}
         unowned = [name for name, present, _, _, owns, _ in rows if present and not owns]
@@ -331,7 +339,7 @@ def _redis(url: str | None, prefix: str | None) -> list[Finding]:
         client = RedisResource(url=url, prefix=prefix or settings.DEFAULT_REDIS_PREFIX).client()
         client.ping()
     except (*cache.UNAVAILABLE, ValueError) as error:
-        return [Finding(Level.WARNING, settings.REDIS_URL, f"unreachable ({' '.join(str(error).split())}): reads "
+        return [Finding(Level.WARNING, settings.REDIS_URL, f"unreachable ({one_line(error)}): reads "
                         "go to PostgreSQL until it is back", "check the URL and that the server accepts it")]
     try:
         memory = client.config_get("maxmemory*")

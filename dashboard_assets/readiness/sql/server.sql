@@ -1,6 +1,7 @@
 -- The server and the connecting role, as change capture and the pipeline need
 -- them: version, WAL and slot settings, the slots and WAL senders in use, the
--- role's attributes and its rights on the database.
+-- role's attributes and its rights on the database (the capture slot's own
+-- state is capture.slot_health's).
 SELECT current_setting('server_version_num')::int AS version_num,
        current_setting('server_version') AS version,
        current_setting('wal_level') AS wal_level,
@@ -9,17 +10,11 @@ SELECT current_setting('server_version_num')::int AS version_num,
        current_setting('max_wal_senders')::int AS max_wal_senders,
        (SELECT count(*) FROM pg_stat_replication)::int AS wal_senders_used,
        current_setting('max_slot_wal_keep_size') AS max_slot_wal_keep_size,
-       CASE WHEN current_setting('server_version_num')::int >= 160000
-            THEN has_function_privilege('pg_log_standby_snapshot()', 'EXECUTE') ELSE false END
-           AS may_log_running_transactions,
        r.rolname AS role, r.rolsuper AS superuser, r.rolreplication AS replication,
        has_database_privilege(current_database(), 'CREATE') AS create_on_database,
        to_regnamespace('dashboard') IS NOT NULL AS migrated,
        CASE WHEN to_regnamespace('dashboard') IS NOT NULL
             THEN has_schema_privilege('dashboard', 'USAGE') END AS dashboard_usage,
-       EXISTS (SELECT FROM pg_publication WHERE pubname = %(publication)s) AS published,
-       (SELECT pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_replication_slots
-        WHERE slot_name = %(slot)s)::bigint AS slot_lag_bytes,
-       (SELECT wal_status FROM pg_replication_slots WHERE slot_name = %(slot)s) AS slot_wal_status
+       EXISTS (SELECT FROM pg_publication WHERE pubname = %(publication)s) AS published
 FROM pg_roles r
 WHERE r.rolname = current_user
