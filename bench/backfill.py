@@ -4,7 +4,7 @@ the instance and the database are:
 - the backfill of the four daily rollups over every partition, as a user
   launches it: `cli`, the README's `dagster asset materialize` command;
   `ui`, the UI's *Materialize* of the partition range (the webserver's
-  launchPartitionBackfill, then the daemon) on `dagster dev`. For each, the
+  launchPartitionBackfill, then the daemon) on `dg dev`. For each, the
   wall time, the database time (from dashboard.refresh_log) and the time
   outside the database, the peak memory of its largest process (the run
   worker or a step), and PostgreSQL's temporary files; the UI's both to the

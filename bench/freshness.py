@@ -1,7 +1,7 @@
 """Change → Redis delay on the running demo, as a user sees it.
 
 Starts the real demo (`dashboard-assets demo`: embedded servers, generated
-data, the one-run backfill, then `dagster dev` with its daemon) in a folder of
+data, the one-run backfill, then `dg dev` with its daemon) in a folder of
 its own, and with nobody touching Dagster: sets an order created today to
 delivered, one commit, and polls the organization's warmed
 `dashboard:{org}:{today}:{today}` key until its delivered count is one more.

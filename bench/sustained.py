@@ -262,7 +262,7 @@ def _wait_until(delays: list[float], failures: list[str], what: str, seen) -> No
 
 class _Processes:
     """CPU seconds and memory of the demo's Dagster processes (the
-    demo, `dagster dev`, webserver, daemon, code servers, run workers: every
+    demo, `dg dev`, webserver, daemon, code servers, run workers: every
     descendant, those ended counted once reaped) and of PostgreSQL's."""
 
     def __init__(self, demo):
